@@ -1,0 +1,223 @@
+"""Command line: ``dreamfusion [options]`` (stable-dreamfusion's main.py) and ``dreamfusion export``.
+
+The parser is built from :class:`dreamfusion.config.Config`'s field metadata. Every error the user can
+cause ends as one line on stderr and exit code 2; nothing is written before the input is validated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shlex
+import sys
+import typing
+from pathlib import Path
+
+import yaml
+
+from . import __version__
+from .config import Config, check_features, cli_fields, resolve
+from .errors import UserError
+
+PROG = "dreamfusion"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) and exit code 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise UserError(message)
+
+
+def _field_type(f: dataclasses.Field) -> type:
+    hint = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    for name, kind in (("bool", bool), ("int", int), ("float", float), ("list", list)):
+        if hint.split(" |")[0].strip() == name:
+            return kind
+    return str
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Text (or image) to 3D by Score Distillation Sampling.",
+                     formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in cli_fields():
+        meta = f.metadata
+        group = groups.setdefault(meta["group"], parser.add_argument_group(meta["group"]))
+        flag = meta["flag"] or f"--{f.name}"
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        kind = _field_type(f)
+        kwargs: dict = {"dest": f.name, "help": meta["help"], "default": default}
+        if kind is bool:
+            action = argparse.BooleanOptionalAction if default else "store_true"
+            group.add_argument(flag, action=action, **kwargs)
+            continue
+        if kind is list:
+            if f.name == "guidance":
+                kwargs.update(nargs="+", type=str)
+            else:
+                kwargs.update(nargs=2, type=float, metavar=("MIN", "MAX"))
+        else:
+            kwargs["type"] = kind
+            if meta["choices"]:
+                kwargs["choices"] = meta["choices"]
+        group.add_argument(flag, **kwargs)
+    return parser
+
+
+def _expand_file_arguments(argv: list[str]) -> list[str]:
+    """Replace ``--file F`` by the arguments in F, placed first so later command-line ones win."""
+    if "--file" not in argv and not any(a.startswith("--file=") for a in argv):
+        return argv
+    rest, file_args = [], []
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg == "--file" or arg.startswith("--file="):
+            if arg == "--file":
+                if index + 1 >= len(argv):
+                    raise UserError("argument --file: expected a file path")
+                path, index = argv[index + 1], index + 2
+            else:
+                path, index = arg.split("=", 1)[1], index + 1
+            try:
+                text = Path(path).read_text()
+            except OSError as error:
+                raise UserError(f"--file {path}: cannot read ({error.strerror or error})") from None
+            try:
+                file_args += shlex.split(text, comments=True)
+            except ValueError as error:
+                raise UserError(f"--file {path}: {error}") from None
+            rest += ["--file", path]
+            continue
+        rest.append(arg)
+        index += 1
+    return file_args + rest
+
+
+def parse_config(argv: list[str]) -> Config:
+    """Parse and resolve a command line into a :class:`Config` (raises UserError)."""
+    namespace = build_parser().parse_args(_expand_file_arguments(argv))
+    return resolve(Config(**vars(namespace)))
+
+
+def prepare_workspace(path: str) -> Path:
+    """Check that ``path`` can hold outputs, then create it. Raises UserError before writing anything."""
+    workspace = Path(path).expanduser()
+    if workspace.exists():
+        if not workspace.is_dir():
+            raise UserError(f"--workspace {path}: exists and is not a directory")
+        if not os.access(workspace, os.W_OK | os.X_OK):
+            raise UserError(f"--workspace {path}: directory is not writable")
+    else:
+        parent = workspace.absolute().parent
+        while not parent.exists():
+            parent = parent.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise UserError(f"--workspace {path}: cannot create it ({parent} is not writable)")
+    try:
+        workspace.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"--workspace {path}: cannot create it ({error.strerror or error})") from None
+    return workspace
+
+
+def save_config(config: Config, workspace: Path, name: str = "config.yaml") -> Path:
+    """Write the resolved config atomically (temp file + rename)."""
+    target = workspace / name
+    temporary = target.with_suffix(".yaml.tmp")
+    data = config.to_dict()
+    temporary.write_text(yaml.safe_dump(data, sort_keys=False))
+    os.replace(temporary, target)
+    return target
+
+
+def load_saved_config(workspace: Path) -> dict:
+    path = workspace / "config.yaml"
+    if not path.is_file():
+        raise UserError(f"{workspace}: no config.yaml (is this a dreamfusion workspace?)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        raise UserError(f"{path}: not a valid YAML file") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not a dreamfusion config")
+    return data
+
+
+def _check_mode(config: Config) -> None:
+    check_features(config)
+    if config.test or config.six_views:
+        return
+    if config.text is None and not config.references:
+        raise UserError("give a prompt with --text \"...\" or a reference image with --image (or --test to render a checkpoint)")
+    if "exemplar" in config.guidance and config.text is None:
+        raise UserError("--guidance exemplar needs --text naming a built-in object")
+
+
+def run(config: Config) -> int:
+    """Dispatch a resolved config to training, test or six-view rendering."""
+    _check_mode(config)
+    from .devices import seed_everything, select_device
+
+    device = select_device(config.device)  # fails before anything is written
+    workspace = prepare_workspace(config.workspace)
+    if config.seed is not None:
+        seed_everything(config.seed)
+    try:
+        from . import training
+    except ImportError as error:  # the training package is optional at this stage of development
+        raise UserError(f"training is not available in this installation ({error})") from None
+    if config.test or config.six_views:
+        save_config(config, workspace, "config_test.yaml")
+        return training.six_views(config, device) if config.six_views else training.test(config, device)
+    save_config(config, workspace)
+    return training.train(config, device)
+
+
+def export_main(argv: list[str]) -> int:
+    """``dreamfusion export <workspace> [--mcubes_resolution N] [--decimate_target N] ...``."""
+    parser = _Parser(prog=f"{PROG} export", description="Export a textured mesh (OBJ + GLB) from a workspace's checkpoint.")
+    parser.add_argument("workspace")
+    parser.add_argument("--ckpt", default="latest", help="latest | best | <path>")
+    parser.add_argument("--mcubes_resolution", type=int, default=None)
+    parser.add_argument("--decimate_target", type=int, default=None)
+    parser.add_argument("--texture_size", type=int, default=None)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    workspace = Path(args.workspace)
+    if not workspace.is_dir():
+        raise UserError(f"{args.workspace}: workspace not found")
+    saved = load_saved_config(workspace)
+    known = {f.name for f in dataclasses.fields(Config)}
+    overrides = {k: v for k, v in vars(args).items() if v is not None and k in known and k != "workspace"}
+    config = resolve(Config(**{**{k: v for k, v in saved.items() if k in known and k != "references"}, **overrides,
+                               "workspace": str(workspace)}))
+    from .devices import select_device
+
+    device = select_device(args.device)
+    try:
+        from .training import export_workspace
+    except ImportError as error:
+        raise UserError(f"mesh export is not available in this installation ({error})") from None
+    return export_workspace(config, device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "export":
+            return export_main(argv[1:])
+        return run(parse_config(argv)) or 0
+    except UserError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,379 @@
+"""The run configuration: one typed dataclass, stable-dreamfusion's option names, presets in one place.
+
+Every field of :class:`Config` is a command-line option with the same name, default and meaning as
+stable-dreamfusion's ``main.py`` (its flags ``-O``, ``-O2``, ``--IF``, ``--W`` included); fields under
+the "dreamfusion" group are this project's additions. :func:`resolve` applies the presets and
+overrides in stable-dreamfusion's order and validates the result; the CLI builds its parser from
+the field metadata, so the dataclass is the single source of truth.
+
+Example::
+
+    config = resolve(Config(text="a hamburger", O=True))
+    assert config.fp16 and config.cuda_ray
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .errors import UserError
+
+GUIDANCE_CHOICES = ("SD", "IF", "zero123", "clip", "exemplar")
+SD_VERSIONS = {
+    "1.5": "runwayml/stable-diffusion-v1-5",
+    "2.0": "stabilityai/stable-diffusion-2-base",
+    "2.1": "stabilityai/stable-diffusion-2-1-base",
+}
+
+
+def opt(default: Any, help: str, group: str, *, flag: str | None = None, choices: tuple | None = None,
+        cli: bool = True) -> Any:
+    """A config field with its command-line metadata (``flag`` overrides ``--<name>``)."""
+    meta = {"help": help, "group": group, "flag": flag, "choices": choices, "cli": cli}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ReferenceView:
+    """One known view for image-conditioned runs (from --image or a row of --image_config)."""
+
+    image: str
+    radius: float
+    polar: float
+    azimuth: float
+    zero123_weight: float = 1.0
+
+
+@dataclass
+class Config:
+    # ---- general / mode (spec §2.1)
+    file: str | None = opt(None, "read more arguments from a text file; later command-line arguments override", "general")
+    text: str | None = opt(None, "text prompt", "general")
+    negative: str = opt("", "negative prompt (the unconditional embedding of classifier-free guidance)", "general")
+    O: bool = opt(False, "preset: --fp16 --cuda_ray", "general", flag="-O")
+    O2: bool = opt(False, "preset (when not -O): --fp16 --backbone vanilla --progressive_level", "general", flag="-O2")
+    test: bool = opt(False, "test mode: load a checkpoint and render the 360° video", "general")
+    six_views: bool = opt(False, "render six fixed views (front, side, back, other side, top, bottom)", "general")
+    eval_interval: int = opt(1, "validate every N epochs", "general")
+    test_interval: int = opt(100, "render the test video every N epochs (and at the last epoch)", "general")
+    workspace: str = opt("workspace", "output directory", "general")
+    seed: int | None = opt(None, "random seed (a seeded CPU run is repeatable bit for bit)", "general")
+    gui: bool = opt(False, "interactive GUI", "general")
+
+    # ---- guidance (spec §2.2)
+    guidance: list = opt(["SD"], "guidance models: SD, IF, zero123, clip, exemplar", "guidance", choices=GUIDANCE_CHOICES)
+    IF: bool = opt(False, "use DeepFloyd IF instead of Stable Diffusion (no latent warm-up)", "guidance", flag="--IF")
+    guidance_scale: float = opt(100.0, "classifier-free guidance scale", "guidance")
+    sd_version: str = opt("2.1", "Stable Diffusion version", "guidance", choices=tuple(SD_VERSIONS))
+    hf_key: str | None = opt(None, "hub id or local folder of a diffusers Stable Diffusion checkpoint (overrides --sd_version)", "guidance")
+    t_range: list = opt([0.02, 0.98], "diffusion timestep range as fractions of the schedule", "guidance")
+    dont_override_stuff: bool = opt(False, "keep user values that image/DMTet presets would override", "guidance")
+    lambda_guidance: float = opt(1.0, "weight of the SDS gradient", "guidance")
+    perpneg: bool = opt(False, "Perp-Neg view prompting (fights the Janus problem)", "guidance")
+    negative_w: float = opt(-2.0, "Perp-Neg negative weight (0 … -4)", "guidance")
+    front_decay_factor: float = opt(2.0, "Perp-Neg decay of the front prompt weight", "guidance")
+    side_decay_factor: float = opt(10.0, "Perp-Neg decay of the side prompt weight", "guidance")
+    zero123_config: str = opt("./pretrained/zero123/sd-objaverse-finetune-c_concat-256.yaml", "zero123 LDM config (accepted for compatibility; dreamfusion loads the diffusers layout)", "guidance")
+    zero123_ckpt: str = opt("pretrained/zero123/zero123-xl.ckpt", "zero123 weights: a diffusers-format folder or hub id", "guidance")
+    zero123_grad_scale: str = opt("angle", "scale zero123 SDS by the angle to the nearest reference ('angle') or not ('None')", "guidance", choices=("angle", "None"))
+
+    # ---- image conditioning (spec §2.3)
+    image: str | None = opt(None, "reference image *_rgba.png (with optional _depth.png / _normal.png siblings)", "image")
+    image_config: str | None = opt(None, "CSV of reference views: zero123_weight, radius, polar, azimuth, image", "image")
+    known_view_interval: int = opt(4, "every N-th step trains on the reference view", "image")
+    known_view_scale: float = opt(1.5, "reference-view render size = scale × (h, w)", "image")
+    known_view_noise_scale: float = opt(2e-3, "std of the ray jitter of the reference view", "image")
+    default_radius: float = opt(3.2, "reference/test camera radius", "image")
+    default_polar: float = opt(90.0, "reference/test camera polar angle (degrees)", "image")
+    default_azimuth: float = opt(0.0, "reference/test camera azimuth (degrees)", "image")
+    default_fovy: float = opt(20.0, "reference/test vertical field of view (degrees)", "image")
+
+    # ---- training (spec §2.4)
+    iters: int = opt(10000, "training iterations", "training")
+    lr: float = opt(1e-3, "base learning rate (Adan uses 5x, the hash grid 10x of that)", "training")
+    ckpt: str = opt("latest", "latest | scratch | best | latest_model | <path>", "training")
+    optim: str = opt("adan", "optimizer", "training", choices=("adan", "adam"))
+    fp16: bool = opt(False, "mixed precision (autocast + GradScaler)", "training")
+    vram_O: bool = opt(False, "low-VRAM guidance (attention slicing, CPU offload)", "training")
+    w: int = opt(64, "training render width", "training")
+    h: int = opt(64, "training render height", "training")
+    batch_size: int = opt(1, "images rendered per step", "training")
+    dataset_size_train: int = opt(100, "iterations per epoch", "training")
+    dataset_size_valid: int = opt(8, "validation frames", "training")
+    dataset_size_test: int = opt(100, "frames of the test video", "training")
+    exp_start_iter: int | None = opt(None, "start of the progress ratio (default 0)", "training")
+    exp_end_iter: int | None = opt(None, "end of the progress ratio (default iters)", "training")
+    latent_iter_ratio: float = opt(0.2, "fraction of the run with the normal+alpha latent warm-up (SD)", "training")
+    albedo_iter_ratio: float = opt(0.0, "fraction of the run with albedo shading", "training")
+    min_ambient_ratio: float = opt(0.1, "lower bound of the random ambient term", "training")
+    textureless_ratio: float = opt(0.2, "probability of textureless shading", "training")
+    jitter_pose: bool = opt(False, "jitter camera centre, target and up", "training")
+    jitter_center: float = opt(0.2, "width of the camera-centre jitter", "training")
+    jitter_target: float = opt(0.2, "std of the look-at target jitter", "training")
+    jitter_up: float = opt(0.02, "std of the up-vector jitter", "training")
+    uniform_sphere_rate: float = opt(0.0, "probability a batch samples directions uniformly on the upper hemisphere", "training")
+    grad_clip: float = opt(-1.0, "clip parameter gradients by value (>= 0)", "training")
+    grad_clip_rgb: float = opt(-1.0, "clamp the gradient at the rendered image (>= 0)", "training")
+    progressive_view: bool = opt(False, "grow camera ranges from the default view", "training")
+    progressive_view_init_ratio: float = opt(0.2, "initial fraction of the camera ranges", "training")
+    progressive_level: bool = opt(False, "grow the number of active encoder levels", "training")
+    save_guidance: bool = opt(False, "write render / noisy / denoised strips to <workspace>/guidance", "training")
+    save_guidance_interval: int = opt(10, "steps between --save_guidance images", "training")
+
+    # ---- rendering / model (spec §2.5)
+    backbone: str = opt("grid", "network backbone", "model", choices=("grid", "vanilla", "grid_tcnn", "grid_taichi"))
+    cuda_ray: bool = opt(False, "occupancy-grid ray marching (pure PyTorch here, any device)", "model")
+    taichi_ray: bool = opt(False, "Taichi ray marching", "model")
+    max_steps: int = opt(1024, "max samples per ray (occupancy-grid marching)", "model")
+    num_steps: int = opt(64, "uniform samples per ray", "model")
+    upsample_steps: int = opt(32, "importance samples per ray", "model")
+    update_extra_interval: int = opt(16, "occupancy-grid refresh interval (iterations)", "model")
+    max_ray_batch: int = opt(4096, "ray chunk size at inference", "model")
+    bg_radius: float = opt(1.4, "> 0: background MLP on ray directions", "model")
+    density_activation: str = opt("exp", "density activation", "model", choices=("exp", "softplus"))
+    density_thresh: float = opt(10.0, "occupancy and marching-cubes threshold", "model")
+    blob_density: float = opt(5.0, "peak of the density blob", "model")
+    blob_radius: float = opt(0.2, "width of the density blob", "model")
+    bound: float = opt(1.0, "scene is the cube [-bound, bound]^3", "model")
+    dt_gamma: float = opt(0.0, "adaptive ray-marching step (0 = constant)", "model")
+    min_near: float = opt(0.01, "camera near plane", "model")
+
+    # ---- camera ranges (spec §2.6)
+    radius_range: list = opt([3.0, 3.5], "training camera distance", "camera")
+    theta_range: list = opt([45.0, 105.0], "training polar range (degrees)", "camera")
+    phi_range: list = opt([-180.0, 180.0], "training azimuth range (degrees)", "camera")
+    fovy_range: list = opt([10.0, 30.0], "training vertical field of view (degrees)", "camera")
+    angle_overhead: float = opt(30.0, "polar below this is the overhead view (above 180 minus it: bottom)", "camera")
+    angle_front: float = opt(60.0, "width of the front and back azimuth sectors (degrees)", "camera")
+
+    # ---- losses (spec §2.7)
+    lambda_entropy: float = opt(1e-3, "alpha entropy (ramped)", "losses")
+    lambda_opacity: float = opt(0.0, "mean squared opacity", "losses")
+    lambda_orient: float = opt(1e-2, "orientation loss", "losses")
+    lambda_tv: float = opt(0.0, "hash-grid total variation (ramped)", "losses")
+    lambda_wd: float = opt(0.0, "hash-grid weight decay", "losses")
+    lambda_mesh_normal: float = opt(0.5, "DMTet face-normal consistency", "losses")
+    lambda_mesh_laplacian: float = opt(0.5, "DMTet Laplacian", "losses")
+    lambda_rgb: float = opt(1000.0, "reference-view RGB", "losses")
+    lambda_mask: float = opt(500.0, "reference-view mask", "losses")
+    lambda_normal: float = opt(0.0, "reference-view normal (ramped)", "losses")
+    lambda_depth: float = opt(10.0, "reference-view depth, 1 - Pearson (ramped)", "losses")
+    lambda_2d_normal_smooth: float = opt(0.0, "smoothness of the rendered normal image", "losses")
+    lambda_3d_normal_smooth: float = opt(0.0, "smoothness of 3D normals", "losses")
+
+    # ---- mesh / DMTet (spec §2.8)
+    save_mesh: bool = opt(False, "export a textured mesh (OBJ + GLB) after training or test", "mesh")
+    mcubes_resolution: int = opt(256, "marching-cubes grid resolution", "mesh")
+    decimate_target: int = opt(50000, "target face count", "mesh")
+    dmtet: bool = opt(False, "DMTet mesh fine-tuning stage", "mesh")
+    tet_grid_size: int = opt(128, "DMTet tetrahedral grid size", "mesh", choices=(32, 64, 128, 256))
+    init_with: str = opt("", "DMTet initialisation: NeRF checkpoint or mesh", "mesh")
+    lock_geo: bool = opt(False, "DMTet: optimise texture only", "mesh")
+    dmtet_reso_scale: float = opt(8.0, "DMTet render size = scale × (h, w)", "mesh")
+
+    # ---- GUI and validation/test render size (spec §2.9)
+    W: int = opt(800, "GUI width; also validation/test/six-view render width", "gui", flag="--W")
+    H: int = opt(800, "GUI height; also validation/test/six-view render height", "gui", flag="--H")
+    radius: float = opt(5.0, "GUI camera radius", "gui")
+    fovy: float = opt(20.0, "GUI field of view", "gui")
+    light_theta: float = opt(60.0, "GUI light polar angle", "gui")
+    light_phi: float = opt(0.0, "GUI light azimuth", "gui")
+    max_spp: int = opt(1, "GUI samples per pixel", "gui")
+
+    # ---- dreamfusion additions
+    device: str = opt("auto", "auto | cpu | cuda | cuda:N | mps", "dreamfusion")
+    view_prompt: bool = opt(True, "view-dependent prompting (--no-view_prompt turns it off)", "dreamfusion")
+    log2_hashmap_size: int = opt(19, "log2 of the hash-table size per level", "dreamfusion")
+    max_keep_ckpt: int = opt(2, "full checkpoints kept", "dreamfusion")
+    texture_size: int = opt(2048, "baked albedo texture size", "dreamfusion")
+    exemplar_resolution: int = opt(32, "image size of the built-in exemplar prior", "dreamfusion")
+    exemplar_views: int = opt(64, "reference views per view class of the exemplar prior", "dreamfusion")
+    video_fps: int = opt(25, "frame rate of the test videos", "dreamfusion")
+
+    # ---- derived by resolve() (not options)
+    references: list = opt([], "reference views (derived)", "derived", cli=False)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def model_key(self) -> str:
+        """Hub id or folder of the Stable Diffusion weights."""
+        return self.hf_key or SD_VERSIONS[self.sd_version]
+
+
+RANGE_FIELDS = ("t_range", "radius_range", "theta_range", "phi_range", "fovy_range")
+
+NOT_BUILT = {
+    "gui": "the interactive GUI (--gui)",
+    "dmtet": "the DMTet mesh stage (--dmtet)",
+    "taichi_ray": "Taichi ray marching (--taichi_ray)",
+}
+"""Options whose feature this version does not implement: using one is an error, never ignored."""
+
+
+def cli_fields() -> list[dataclasses.Field]:
+    return [f for f in fields(Config) if f.metadata.get("cli", True)]
+
+
+def resolve(config: Config) -> Config:
+    """Validate, then apply presets and overrides in stable-dreamfusion's order (spec §2.10)."""
+    c = dataclasses.replace(config)
+    for name in ("guidance", "t_range", "radius_range", "theta_range", "phi_range", "fovy_range"):
+        setattr(c, name, list(getattr(c, name)))
+    _validate(c)
+
+    if c.O:
+        c.fp16, c.cuda_ray = True, True
+    elif c.O2:
+        c.fp16, c.backbone, c.progressive_level = True, "vanilla", True
+    if c.backbone == "grid_taichi":
+        c.cuda_ray, c.taichi_ray = False, True
+    if c.IF:
+        c.guidance = ["IF" if g == "SD" else g for g in c.guidance]
+        c.latent_iter_ratio = 0.0
+    if "exemplar" in c.guidance:
+        c.latent_iter_ratio = 0.0  # the exemplar prior works on RGB images, no latent warm-up
+    if c.exp_start_iter is None:
+        c.exp_start_iter = 0
+    if c.exp_end_iter is None:
+        c.exp_end_iter = c.iters
+    keep = c.dont_override_stuff
+
+    if c.image is not None or c.image_config is not None:
+        c.references = _load_references(c)
+        if c.text is None:
+            c.guidance = ["zero123"]
+            if not keep:
+                c.fovy_range = [c.default_fovy, c.default_fovy]
+                c.guidance_scale = 5.0
+                c.lambda_3d_normal_smooth = 10.0
+        else:
+            c.guidance = ["SD", "clip"]
+            if not keep:
+                c.guidance_scale = 10.0
+                c.t_range = [0.2, 0.6]
+                c.known_view_interval = 2
+                c.lambda_3d_normal_smooth = 20.0
+            c.bg_radius = -1.0
+        c.lambda_entropy, c.lambda_orient, c.latent_iter_ratio = 1.0, 1.0, 0.0
+        if not keep:
+            c.albedo_iter_ratio = 0.0
+            c.progressive_view = c.progressive_level = True
+
+    if c.dmtet:
+        c.h, c.w = int(c.h * c.dmtet_reso_scale), int(c.w * c.dmtet_reso_scale)
+        c.known_view_scale = 1.0
+        if not keep:
+            c.t_range = [0.2, 0.5] if (c.references and c.text) else [0.02, 0.5]
+        if c.references:
+            c.lambda_normal = c.lambda_depth = 0.0
+        c.latent_iter_ratio = c.albedo_iter_ratio = 0.0
+        c.progressive_view = False
+
+    if c.progressive_view:
+        if not keep:
+            c.jitter_pose = False
+        c.uniform_sphere_rate = 0.0
+    return c
+
+
+def check_features(c: Config) -> None:
+    """Refuse options whose feature is not built, with one line naming it."""
+    from .errors import FeatureNotBuiltError
+
+    for name, feature in NOT_BUILT.items():
+        if getattr(c, name):
+            raise FeatureNotBuiltError(feature)
+
+
+def _validate(c: Config) -> None:
+    for name in RANGE_FIELDS:
+        value = getattr(c, name)
+        if len(value) != 2:
+            raise UserError(f"--{name} takes two numbers (min max), got {len(value)}")
+        if not all(math.isfinite(v) for v in value):
+            raise UserError(f"--{name} must be finite numbers, got {value[0]} {value[1]}")
+        if value[0] > value[1]:
+            raise UserError(f"--{name}: min {value[0]} is greater than max {value[1]}")
+    if not 0.0 <= c.t_range[0] <= c.t_range[1] <= 1.0:
+        raise UserError(f"--t_range must lie in [0, 1], got {c.t_range[0]} {c.t_range[1]}")
+    if c.radius_range[0] <= c.bound:
+        raise UserError(f"--radius_range min {c.radius_range[0]} must be larger than --bound {c.bound} (cameras inside the scene)")
+    if not (0.0 <= c.theta_range[0] and c.theta_range[1] <= 180.0):
+        raise UserError(f"--theta_range must lie in [0, 180], got {c.theta_range[0]} {c.theta_range[1]}")
+    if not (0.0 < c.fovy_range[0] and c.fovy_range[1] < 180.0):
+        raise UserError(f"--fovy_range must lie in (0, 180), got {c.fovy_range[0]} {c.fovy_range[1]}")
+    for g in c.guidance:
+        if g not in GUIDANCE_CHOICES:
+            raise UserError(f"--guidance: unknown model '{g}' (choose from {', '.join(GUIDANCE_CHOICES)})")
+    positive = ("iters", "w", "h", "batch_size", "dataset_size_train", "dataset_size_valid", "dataset_size_test",
+                "W", "H", "num_steps", "max_steps", "max_ray_batch", "mcubes_resolution", "eval_interval",
+                "test_interval", "update_extra_interval", "known_view_interval", "max_keep_ckpt", "texture_size",
+                "exemplar_resolution", "exemplar_views", "video_fps", "save_guidance_interval", "decimate_target")
+    for name in positive:
+        if getattr(c, name) <= 0:
+            raise UserError(f"--{name} must be positive, got {getattr(c, name)}")
+    if c.upsample_steps < 0:
+        raise UserError(f"--upsample_steps must be >= 0, got {c.upsample_steps}")
+    if c.bound <= 0 or c.lr <= 0:
+        raise UserError("--bound and --lr must be positive")
+    for name in ("latent_iter_ratio", "albedo_iter_ratio", "min_ambient_ratio", "textureless_ratio", "uniform_sphere_rate",
+                 "progressive_view_init_ratio"):
+        if not 0.0 <= getattr(c, name) <= 1.0:
+            raise UserError(f"--{name} must lie in [0, 1], got {getattr(c, name)}")
+    if c.text is not None and not c.text.strip():
+        raise UserError("--text is empty; give a prompt such as --text \"a hamburger\"")
+    if c.ckpt not in ("latest", "scratch", "best", "latest_model") and not c.ckpt.endswith((".pth", ".pt")):
+        raise UserError(f"--ckpt must be latest, scratch, best, latest_model or a .pth path, got '{c.ckpt}'")
+    if c.image is not None:
+        if not c.image.endswith("_rgba.png"):
+            raise UserError(f"--image must be a preprocessed RGBA file named *_rgba.png, got '{c.image}'")
+        if not os.path.isfile(c.image):
+            raise UserError(f"--image: file not found: {c.image}")
+    if c.image_config is not None and not os.path.isfile(c.image_config):
+        raise UserError(f"--image_config: file not found: {c.image_config}")
+
+
+def _load_references(c: Config) -> list[ReferenceView]:
+    refs: list[ReferenceView] = []
+    if c.image is not None:
+        refs.append(ReferenceView(c.image, c.default_radius, c.default_polar, c.default_azimuth, 1.0))
+    if c.image_config is not None:
+        base = os.path.dirname(os.path.abspath(c.image_config))
+        with open(c.image_config, newline="") as handle:
+            rows = [r for r in csv.reader(handle) if r and not r[0].strip().startswith("#")]
+        if rows and not _is_number(rows[0][0]):
+            rows = rows[1:]  # header line
+        for number, row in enumerate(rows, 1):
+            if len(row) != 5:
+                raise UserError(f"--image_config {c.image_config}: row {number} needs 5 fields (zero123_weight, radius, polar, azimuth, image), got {len(row)}")
+            try:
+                weight, radius, polar, azimuth = (float(v) for v in row[:4])
+            except ValueError:
+                raise UserError(f"--image_config {c.image_config}: row {number} has a non-numeric value") from None
+            path = row[4].strip()
+            path = path if os.path.isabs(path) or os.path.exists(path) else os.path.join(base, path)
+            if not os.path.isfile(path):
+                raise UserError(f"--image_config {c.image_config}: row {number}: image not found: {path}")
+            refs.append(ReferenceView(path, radius, polar, azimuth, weight))
+        if not refs:
+            raise UserError(f"--image_config {c.image_config} lists no views")
+        if c.image is None:
+            c.default_radius, c.default_polar, c.default_azimuth = refs[0].radius, refs[0].polar, refs[0].azimuth
+    return refs
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
