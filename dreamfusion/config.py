@@ -188,8 +188,12 @@ class Config:
     max_spp: int = opt(1, "GUI samples per pixel", "gui")
 
     # ---- dreamfusion additions
+    if_key: str = opt("DeepFloyd/IF-I-XL-v1.0", "hub id or local folder of DeepFloyd IF stage I (--IF)", "dreamfusion")
+    clip_key: str = opt("openai/clip-vit-base-patch16", "hub id or local folder of the CLIP model (clip guidance)", "dreamfusion")
     device: str = opt("auto", "auto | cpu | cuda | cuda:N | mps", "dreamfusion")
     view_prompt: bool = opt(True, "view-dependent prompting (--no-view_prompt turns it off)", "dreamfusion")
+    compile: bool = opt(False, "torch.compile the hash-grid index math (faster on CPU after a ~10 s compile; needs a C compiler)", "dreamfusion")
+    grid_size: int = opt(128, "occupancy-grid resolution of the fast path (-O / --cuda_ray)", "dreamfusion")
     log2_hashmap_size: int = opt(19, "log2 of the hash-table size per level", "dreamfusion")
     max_keep_ckpt: int = opt(2, "full checkpoints kept", "dreamfusion")
     texture_size: int = opt(2048, "baked albedo texture size", "dreamfusion")
@@ -316,7 +320,7 @@ def _validate(c: Config) -> None:
             raise UserError(f"--guidance: unknown model '{g}' (choose from {', '.join(GUIDANCE_CHOICES)})")
     positive = ("iters", "w", "h", "batch_size", "dataset_size_train", "dataset_size_valid", "dataset_size_test",
                 "W", "H", "num_steps", "max_steps", "max_ray_batch", "mcubes_resolution", "eval_interval",
-                "test_interval", "update_extra_interval", "known_view_interval", "max_keep_ckpt", "texture_size",
+                "test_interval", "update_extra_interval", "grid_size", "known_view_interval", "max_keep_ckpt", "texture_size",
                 "exemplar_resolution", "exemplar_views", "video_fps", "save_guidance_interval", "decimate_target")
     for name in positive:
         if getattr(c, name) <= 0:

@@ -1,0 +1,42 @@
+"""Density activations of the radiance field (spec §3.9).
+
+Example::
+
+    sigma = trunc_exp(raw)              # exp, but with a gradient that cannot overflow
+    sigma = biased_softplus(raw, 0.0)   # the 'softplus' density activation
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# exp(15) ~ 3.3e6: large enough that real densities never reach the clamp, small enough that one
+# sample's gradient cannot become inf in fp16/fp32 and poison the hash table.
+_TRUNC_EXP_GRAD_CLAMP = 15.0
+
+
+class _TruncExp(torch.autograd.Function):
+    """exp(x) computed in fp32, with backward ``g * exp(min(x, 15))``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        x = x.float()  # fp16 exp overflows at x > 11; density must stay finite under autocast
+        ctx.save_for_backward(x)
+        return torch.exp(x)
+
+    @staticmethod
+    def backward(ctx, grad_output: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        return grad_output * torch.exp(x.clamp(max=_TRUNC_EXP_GRAD_CLAMP))
+
+
+def trunc_exp(x: Tensor) -> Tensor:
+    """Truncated-gradient exponential: forward ``exp(x)`` (fp32), backward ``g * exp(min(x, 15))``."""
+    return _TruncExp.apply(x)
+
+
+def biased_softplus(x: Tensor, bias: float = 0.0) -> Tensor:
+    """``softplus(x - bias)``: the 'softplus' density activation (stable-dreamfusion uses bias 0)."""
+    return F.softplus(x - bias)

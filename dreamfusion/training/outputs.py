@@ -1,0 +1,135 @@
+"""Files a run writes besides checkpoints: images, turntable videos and an index.html (spec §5).
+
+Names follow stable-dreamfusion (trainer name ``df``)::
+
+    validation/df_ep0003_0000_rgb.png   _depth.png   _normal.png     every eval_interval epochs
+    results/df_ep0100_rgb.mp4           _depth.mp4                   test video (turntable)
+    results/df_ep0100_0000_rgb.png      _depth.png   _normal.png     --six_views
+    index.html                                                       links everything above
+
+Images are ``[H, W, 3]`` float in [0, 1] (depth ``[H, W]``, min-max normalised per image).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+from pathlib import Path
+from typing import Sequence
+
+import imageio.v2 as imageio
+import numpy as np
+from torch import Tensor
+
+
+def to_uint8(image: Tensor | np.ndarray) -> np.ndarray:
+    """``[H, W, C]`` or ``[H, W]`` in [0, 1] -> uint8 (rounded, clamped)."""
+    if isinstance(image, Tensor):
+        image = image.detach().float().cpu().numpy()
+    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def normalize_depth(depth: Tensor) -> Tensor:
+    """Min-max normalise one depth map ``[H, W]`` to [0, 1] (stable-dreamfusion's visualisation)."""
+    depth = depth.detach().float()
+    lo, hi = depth.min(), depth.max()
+    return (depth - lo) / (hi - lo + 1e-6)
+
+
+def save_png(path: Path, image: Tensor | np.ndarray) -> None:
+    """Write an 8-bit PNG atomically (temp + rename) so index.html never links half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = to_uint8(image) if not (isinstance(image, np.ndarray) and image.dtype == np.uint8) else image
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    imageio.imwrite(tmp, data, format="png")
+    os.replace(tmp, path)
+
+
+def write_video(path: Path, frames: Sequence[np.ndarray], fps: int = 25) -> None:
+    """Write uint8 frames ``[H, W, 3]`` (or ``[H, W]``) as an h264 mp4 via imageio-ffmpeg.
+
+    h264/yuv420p needs even sizes; odd sizes are padded by one edge pixel instead of resampled.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prepared = []
+    for frame in frames:
+        frame = np.asarray(frame)
+        if frame.ndim == 2:
+            frame = np.repeat(frame[..., None], 3, axis=-1)
+        pad_h, pad_w = frame.shape[0] % 2, frame.shape[1] % 2
+        if pad_h or pad_w:
+            frame = np.pad(frame, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        prepared.append(np.ascontiguousarray(frame))
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    # macro_block_size=1: keep the exact size (imageio would otherwise resample to multiples of 16).
+    imageio.mimwrite(tmp, prepared, fps=fps, quality=8, macro_block_size=1, format="FFMPEG")
+    os.replace(tmp, path)
+
+
+def count_video_frames(path: Path) -> int:
+    """Number of frames in a video file (decodes it; used by tests and the index)."""
+    reader = imageio.get_reader(path, format="FFMPEG")
+    try:
+        return sum(1 for _ in reader)
+    finally:
+        reader.close()
+
+
+# ------------------------------------------------------------------------------------ index.html
+
+_EPOCH = re.compile(r"_ep(\d{4,})")
+
+
+def _group_by_epoch(files: list[Path]) -> dict[int, list[Path]]:
+    groups: dict[int, list[Path]] = {}
+    for f in files:
+        match = _EPOCH.search(f.name)
+        groups.setdefault(int(match.group(1)) if match else -1, []).append(f)
+    return groups
+
+
+def write_index_html(workspace: Path, title: str = "dreamfusion run") -> Path:
+    """(Re)write ``<workspace>/index.html`` showing every video and image of the run, newest first."""
+    workspace = Path(workspace)
+    parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             "<style>body{font-family:sans-serif;margin:1em}img,video{image-rendering:pixelated;"
+             "width:192px;margin:2px;border:1px solid #ccc}figure{display:inline-block;margin:2px}"
+             "figcaption{font-size:11px;text-align:center}</style>",
+             f"<h1>{html.escape(title)}</h1>"]
+    results = workspace / "results"
+    videos = sorted(results.glob("*.mp4")) if results.is_dir() else []
+    if videos:
+        parts.append("<h2>Test videos</h2>")
+        for epoch, group in sorted(_group_by_epoch(videos).items(), reverse=True):
+            parts.append(f"<h3>epoch {epoch}</h3>" if epoch >= 0 else "")
+            for v in group:
+                rel = v.relative_to(workspace).as_posix()
+                parts.append(f"<figure><video src='{html.escape(rel)}' controls loop autoplay muted></video>"
+                             f"<figcaption>{html.escape(v.name)}</figcaption></figure>")
+    for heading, folder in (("Six views / test images", results), ("Validation", workspace / "validation")):
+        images = sorted(folder.glob("*.png")) if folder.is_dir() else []
+        if not images:
+            continue
+        parts.append(f"<h2>{heading}</h2>")
+        for epoch, group in sorted(_group_by_epoch(images).items(), reverse=True):
+            parts.append(f"<h3>epoch {epoch}</h3>" if epoch >= 0 else "")
+            for image in group:
+                rel = image.relative_to(workspace).as_posix()
+                parts.append(f"<figure><img src='{html.escape(rel)}' alt='{html.escape(image.name)}'>"
+                             f"<figcaption>{html.escape(image.name)}</figcaption></figure>")
+    mesh = workspace / "mesh"
+    if mesh.is_dir():
+        files = sorted(p for p in mesh.iterdir() if p.is_file())
+        if files:
+            parts.append("<h2>Mesh</h2><ul>")
+            parts += [f"<li><a href='{html.escape(p.relative_to(workspace).as_posix())}'>{html.escape(p.name)}</a></li>"
+                      for p in files]
+            parts.append("</ul>")
+    target = workspace / "index.html"
+    tmp = workspace / f".index.html.tmp-{os.getpid()}"
+    tmp.write_text("\n".join(p for p in parts if p), encoding="utf-8")
+    os.replace(tmp, target)
+    return target

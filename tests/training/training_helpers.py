@@ -1,0 +1,16 @@
+"""Helpers shared by the training tests (imported by module name, like tests/export's helpers)."""
+
+from dreamfusion.cli import parse_config
+
+
+def tiny_args(workspace, sd_folder, *extra, iters=4, per_epoch=2):
+    """Command-line arguments of a small, seeded CPU run."""
+    return ["--text", "a hamburger", "--workspace", str(workspace), "--hf_key", str(sd_folder), "--seed", "0",
+            "--iters", str(iters), "--dataset_size_train", str(per_epoch), "--w", "16", "--h", "16",
+            "--W", "16", "--H", "16", "--dataset_size_valid", "2", "--dataset_size_test", "3",
+            "--log2_hashmap_size", "12", "--num_steps", "8", "--upsample_steps", "0", "--device", "cpu",
+            *[str(e) for e in extra]]
+
+
+def tiny_config(workspace, sd_folder, *extra, **kwargs):
+    return parse_config(tiny_args(workspace, sd_folder, *extra, **kwargs))
