@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import os
 import shlex
+import shutil
 import sys
 import typing
 from pathlib import Path
@@ -127,10 +128,7 @@ def prepare_workspace(path: str) -> Path:
 def save_config(config: Config, workspace: Path, name: str = "config.yaml") -> Path:
     """Write the resolved config atomically (temp file + rename)."""
     target = workspace / name
-    temporary = target.with_suffix(".yaml.tmp")
-    data = config.to_dict()
-    temporary.write_text(yaml.safe_dump(data, sort_keys=False))
-    os.replace(temporary, target)
+    _atomic_write(target, yaml.safe_dump(config.to_dict(), sort_keys=False).encode())
     return target
 
 
@@ -158,23 +156,42 @@ def _check_mode(config: Config) -> None:
 
 
 def run(config: Config) -> int:
-    """Dispatch a resolved config to training, test or six-view rendering."""
+    """Dispatch a resolved config to training, test or six-view rendering.
+
+    A run that fails on bad input leaves the workspace as it found it: a workspace it created is
+    removed again, and a config file it replaced is restored.
+    """
     _check_mode(config)
     from .devices import seed_everything, select_device
 
     device = select_device(config.device)  # fails before anything is written
+    existed = Path(config.workspace).expanduser().exists()
     workspace = prepare_workspace(config.workspace)
-    if config.seed is not None:
-        seed_everything(config.seed)
+    name = "config_test.yaml" if (config.test or config.six_views) else "config.yaml"
+    previous = (workspace / name).read_bytes() if (workspace / name).is_file() else None
     try:
-        from . import training
-    except ImportError as error:  # the training package is optional at this stage of development
-        raise UserError(f"training is not available in this installation ({error})") from None
-    if config.test or config.six_views:
-        save_config(config, workspace, "config_test.yaml")
-        return training.six_views(config, device) if config.six_views else training.test(config, device)
-    save_config(config, workspace)
-    return training.train(config, device)
+        if config.seed is not None:
+            seed_everything(config.seed)
+        try:
+            from . import training
+        except ImportError as error:  # a broken installation, not a user error, but say it in one line
+            raise UserError(f"training is not available in this installation ({error})") from None
+        save_config(config, workspace, name)
+        if config.six_views:
+            return training.six_views(config, device)
+        return training.test(config, device) if config.test else training.train(config, device)
+    except UserError:
+        if not existed:
+            shutil.rmtree(workspace, ignore_errors=True)
+        elif previous is not None:
+            _atomic_write(workspace / name, previous)
+        raise
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
 
 
 def export_main(argv: list[str]) -> int:
@@ -207,6 +224,8 @@ def export_main(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # transformers warns on import about the torchvision backends we deliberately do not install
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         if argv and argv[0] == "export":
             return export_main(argv[1:])

@@ -87,3 +87,18 @@ def test_run_saves_the_resolved_config_and_dispatches(tmp_path, monkeypatch):
     assert cli.main(["--test", "--workspace", str(workspace), "--device", "cpu"]) == 0
     assert calls[1][0] == "test" and (workspace / "config_test.yaml").exists()
     assert yaml.safe_load((workspace / "config.yaml").read_text())["text"] == "a hamburger"  # not overwritten
+
+
+def test_failed_run_leaves_the_workspace_as_it_was(tmp_path):
+    bad = tmp_path / "bad_rgba.png"
+    bad.write_text("not a png")
+    result = run_cli("--image", str(bad), "--workspace", "fresh", "--iters", "2", cwd=tmp_path)
+    assert result.returncode == 2 and "cannot read image" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "fresh").exists()  # created by the run, removed again
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.yaml").write_text("text: earlier run\n")
+    result = run_cli("--text", "a hamburger", "--workspace", "old", "--iters", "2", cwd=tmp_path)
+    assert result.returncode == 2 and "--hf_key" in result.stderr  # no weights offline
+    assert (old / "config.yaml").read_text() == "text: earlier run\n"
