@@ -25,7 +25,8 @@ def test_missing_hub_weights_offline_name_model_cache_and_option(offline_hub, mo
 
 @pytest.mark.filterwarnings("ignore:The `local_dir_use_symlinks` argument is deprecated")
 def test_unreachable_hub_without_offline_flag(offline_hub, monkeypatch):
-    monkeypatch.delenv("HF_HUB_OFFLINE")
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "DIFFUSERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(weights_mod, "hub_reachable", lambda *a, **k: False)
     with pytest.raises(UserError) as exc:
         make_guidance("zero123", zero123_key="nobody/no-such-zero123")
