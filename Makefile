@@ -22,8 +22,9 @@ test: setup
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest tests
 
 demo: setup
-	HF_HUB_OFFLINE=1 $(PY) -m dreamfusion --text "a hamburger" --guidance exemplar --workspace $(DEMO_WORKSPACE) \
-		--seed 0 --save_mesh $(DEMO_ARGS)
+	HF_HUB_OFFLINE=1 $(PY) -m dreamfusion --file configs/exemplar-demo.txt --text "a hamburger" \
+		--workspace $(DEMO_WORKSPACE) --save_mesh $(DEMO_ARGS)
+	@echo "open $(DEMO_WORKSPACE)/index.html to see the images, video and mesh"
 
 benchmarks: setup
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

@@ -234,6 +234,7 @@ def resolve(config: Config) -> Config:
         setattr(c, name, list(getattr(c, name)))
     _validate(c)
 
+    keep = c.dont_override_stuff
     if c.O:
         c.fp16, c.cuda_ray = True, True
     elif c.O2:
@@ -244,12 +245,19 @@ def resolve(config: Config) -> Config:
         c.guidance = ["IF" if g == "SD" else g for g in c.guidance]
         c.latent_iter_ratio = 0.0
     if "exemplar" in c.guidance:
-        c.latent_iter_ratio = 0.0  # the exemplar prior works on RGB images, no latent warm-up
+        # The exemplar prior compares albedo images of the object at the default field of view (it
+        # sees images, not cameras, so a varying fovy would change the apparent size), and its exact
+        # denoiser needs no strong classifier-free guidance (100 over-saturates colours).
+        c.latent_iter_ratio = 0.0
+        if not keep:
+            c.fovy_range = [c.default_fovy, c.default_fovy]
+            c.albedo_iter_ratio = 1.0
+            c.guidance_scale = 7.5
+        c.bg_radius = -1.0  # the prior integrates out a flat background colour; a background net could cheat
     if c.exp_start_iter is None:
         c.exp_start_iter = 0
     if c.exp_end_iter is None:
         c.exp_end_iter = c.iters
-    keep = c.dont_override_stuff
 
     if c.image is not None or c.image_config is not None:
         c.references = _load_references(c)

@@ -91,18 +91,23 @@ class GuidanceTerms:
         return out + ([self.zero123.prior] if self.zero123 is not None else [])
 
     def losses(self, images: Tensor, cameras: CameraBatch, *, as_latent: bool = False,
-               save_guidance_path: Path | None = None) -> dict[str, Tensor]:
+               opacity: Tensor | None = None, save_guidance_path: Path | None = None) -> dict[str, Tensor]:
         """Guidance losses for renders of ``cameras``.
 
         Args:
             images: ``[B, 3, H, W]`` in [0, 1], or ``[B, 4, H, W]`` normal image + opacity when
                 ``as_latent`` (the latent warm-up; only priors with a latent mode accept it).
+            opacity: ``[B, H, W]`` render opacity, appended as a fourth channel for priors that
+                compare coverage too (``prior.accepts_opacity``, the exemplar prior).
             save_guidance_path: write the first SDS model's render/noisy/denoised strip there.
         """
         c = self.config
         out: dict[str, Tensor] = {}
         preview = save_guidance_path
         for prior in self.text_priors:
+            prior_images = images
+            if opacity is not None and not as_latent and getattr(prior.sds.prior, "accepts_opacity", False):
+                prior_images = torch.cat([images, opacity[:, None]], 1)
             if c.perpneg:
                 from dreamfusion.guidance.perpneg import perpneg_embeddings
 
@@ -110,11 +115,11 @@ class GuidanceTerms:
                 emb, weights = perpneg_embeddings(
                     cameras.delta_azimuth, prior.prompts.uncond[None], v["front"][None], v["side"][None],
                     v["back"][None], c.negative_w, c.front_decay_factor, c.side_decay_factor)
-                result = prior.sds.step(images, emb, as_latent=as_latent, grad_scale=c.lambda_guidance,
+                result = prior.sds.step(prior_images, emb, as_latent=as_latent, grad_scale=c.lambda_guidance,
                                         perpneg_weights=weights, save_guidance_path=preview)
             else:
                 emb = prior.prompts.with_uncond(prior.prompts.interpolated(cameras.delta_azimuth))
-                result = prior.sds.step(images, emb, as_latent=as_latent, grad_scale=c.lambda_guidance,
+                result = prior.sds.step(prior_images, emb, as_latent=as_latent, grad_scale=c.lambda_guidance,
                                         save_guidance_path=preview)
             preview = None
             out[prior.name] = result.loss

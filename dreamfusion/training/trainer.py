@@ -199,7 +199,7 @@ class Trainer:
             if c.save_guidance and step % c.save_guidance_interval == 0:
                 preview = self.workspace / "guidance" / f"step_{step:07d}.png"
             terms.update(self.guidance.losses(images.float(), cameras, as_latent=plan.as_latent,
-                                              save_guidance_path=preview))
+                                              opacity=opacity.float(), save_guidance_path=preview))
 
         # Regularisers, on every step (known-view steps included).
         if c.lambda_opacity > 0:
