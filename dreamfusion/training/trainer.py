@@ -336,8 +336,8 @@ class Trainer:
         scalars["train/lr"] = lr
         self.log.scalars(step, scalars)
         if bar is not None:
+            bar.set_postfix(loss=f"{terms['loss']:.4g}", lr=f"{lr:.2g}", refresh=False)  # one redraw per step
             bar.update(1)
-            bar.set_postfix(loss=f"{terms['loss']:.4g}", lr=f"{lr:.2g}")
         if step % max(1, self.iters_per_epoch // 4) == 0 or step == self.cfg.iters:
             self.log.line(f"step {step}: " + ", ".join(f"{k}={v:.5g}" for k, v in terms.items()))
 
