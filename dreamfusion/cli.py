@@ -41,6 +41,7 @@ def _field_type(f: dataclasses.Field) -> type:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Text (or image) to 3D by Score Distillation Sampling.",
+                     epilog=f"Also: '{PROG} export <workspace>' writes a textured mesh from a workspace's checkpoint.",
                      formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     groups: dict[str, argparse._ArgumentGroup] = {}
