@@ -83,6 +83,16 @@ def count_video_frames(path: Path) -> int:
 _EPOCH = re.compile(r"_ep(\d{4,})")
 
 
+def _gallery(parts: list[str], files: list[Path], workspace: Path, element: str) -> None:
+    """Append ``files`` as captioned figures grouped by epoch (newest first); ``element`` is an HTML
+    template with ``{src}`` and ``{name}``."""
+    for epoch, group in sorted(_group_by_epoch(files).items(), reverse=True):
+        parts.append(f"<h3>epoch {epoch}</h3>" if epoch >= 0 else "")
+        for path in group:
+            src, name = html.escape(path.relative_to(workspace).as_posix()), html.escape(path.name)
+            parts.append(f"<figure>{element.format(src=src, name=name)}<figcaption>{name}</figcaption></figure>")
+
+
 def _group_by_epoch(files: list[Path]) -> dict[int, list[Path]]:
     groups: dict[int, list[Path]] = {}
     for f in files:
@@ -103,23 +113,13 @@ def write_index_html(workspace: Path, title: str = "dreamfusion run") -> Path:
     videos = sorted(results.glob("*.mp4")) if results.is_dir() else []
     if videos:
         parts.append("<h2>Test videos</h2>")
-        for epoch, group in sorted(_group_by_epoch(videos).items(), reverse=True):
-            parts.append(f"<h3>epoch {epoch}</h3>" if epoch >= 0 else "")
-            for v in group:
-                rel = v.relative_to(workspace).as_posix()
-                parts.append(f"<figure><video src='{html.escape(rel)}' controls loop autoplay muted></video>"
-                             f"<figcaption>{html.escape(v.name)}</figcaption></figure>")
+        _gallery(parts, videos, workspace, "<video src='{src}' controls loop autoplay muted></video>")
     for heading, folder in (("Six views / test images", results), ("Validation", workspace / "validation")):
         images = sorted(folder.glob("*.png")) if folder.is_dir() else []
         if not images:
             continue
         parts.append(f"<h2>{heading}</h2>")
-        for epoch, group in sorted(_group_by_epoch(images).items(), reverse=True):
-            parts.append(f"<h3>epoch {epoch}</h3>" if epoch >= 0 else "")
-            for image in group:
-                rel = image.relative_to(workspace).as_posix()
-                parts.append(f"<figure><img src='{html.escape(rel)}' alt='{html.escape(image.name)}'>"
-                             f"<figcaption>{html.escape(image.name)}</figcaption></figure>")
+        _gallery(parts, images, workspace, "<img src='{src}' alt='{name}'>")
     mesh = workspace / "mesh"
     if mesh.is_dir():
         files = sorted(p for p in mesh.iterdir() if p.is_file())
