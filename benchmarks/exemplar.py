@@ -6,7 +6,7 @@ PSNR against sphere-traced renders of the analytic object, with the wall time. T
 objects are also run with view-dependent prompting off (--no-view_prompt) to show the Janus effect.
 
     python benchmarks/exemplar.py                                   # all objects (tens of minutes on CPU)
-    python benchmarks/exemplar.py --objects "a hamburger" --iters 300 --guidance_scale 1   # extra options go to dreamfusion
+    python benchmarks/exemplar.py --objects "a hamburger" --no-janus --theta_range 45 105   # extra options go to dreamfusion
 """
 
 from __future__ import annotations

@@ -79,6 +79,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--fovy_range", type=pair, default=(20.0, 20.0))
     ap.add_argument("--radius_range", type=pair, default=(3.0, 3.5))
+    ap.add_argument("--theta_range", type=pair, default=(45.0, 105.0))
     ap.add_argument("--view_kernel_deg", type=float, default=15.0, help="0 = plain view-group mixtures")
     ap.add_argument("--view_prompt", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--opacity", action=argparse.BooleanOptionalAction, default=True, help="give the prior RGB + opacity")
@@ -90,7 +91,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
 
-    orbit = OrbitConfig(fovy_range=a.fovy_range, radius_range=a.radius_range)
+    orbit = OrbitConfig(fovy_range=a.fovy_range, radius_range=a.radius_range, theta_range=a.theta_range)
     start = time.time()
     prior = make_exemplar_prior(a.text, resolution=a.resolution, views_per_class=a.views_per_class, orbit=orbit,
                                 cache_dir=a.cache_dir, view_kernel_deg=a.view_kernel_deg or None)

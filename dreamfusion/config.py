@@ -74,7 +74,7 @@ class Config:
     sd_version: str = opt("2.1", "Stable Diffusion version", "guidance", choices=tuple(SD_VERSIONS))
     hf_key: str | None = opt(None, "hub id or local folder of a diffusers Stable Diffusion checkpoint (overrides --sd_version)", "guidance")
     t_range: list = opt([0.02, 0.98], "diffusion timestep range as fractions of the schedule", "guidance")
-    dont_override_stuff: bool = opt(False, "keep user values that image/DMTet presets would override", "guidance")
+    dont_override_stuff: bool = opt(False, "keep user values that image/DMTet/exemplar presets would override", "guidance")
     lambda_guidance: float = opt(1.0, "weight of the SDS gradient", "guidance")
     perpneg: bool = opt(False, "Perp-Neg view prompting (fights the Janus problem)", "guidance")
     negative_w: float = opt(-2.0, "Perp-Neg negative weight (0 … -4)", "guidance")
