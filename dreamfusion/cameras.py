@@ -96,11 +96,35 @@ def look_at(centre: Tensor, target: Tensor | None = None, up_noise: Tensor | Non
     return c2w
 
 
+def camera_light(c2w: Tensor, elevation_deg: float = 30.0) -> Tensor:
+    """The light of a camera-attached key light, [B, 3] unit vectors pointing towards the light:
+    from the camera's side, raised ``elevation_deg`` towards the camera's up vector. It depends
+    only on the camera, so a prior that knows the camera knows the light (exemplar shading)."""
+    back, up = c2w[:, :3, 2], c2w[:, :3, 1]
+    e = math.radians(elevation_deg)
+    return torch.nn.functional.normalize(back * math.cos(e) + up * math.sin(e), dim=-1)
+
+
 def intrinsics_from_fovy(fovy_deg: Tensor | float, height: int, width: int) -> Tensor:
     """(fx, fy, cx, cy) [..., 4] for a vertical field of view in degrees; square pixels."""
     fovy = torch.as_tensor(fovy_deg, dtype=torch.float32)
     focal = height / (2.0 * torch.tan(torch.deg2rad(fovy) / 2.0))
     return torch.stack([focal, focal, torch.full_like(focal, width / 2.0), torch.full_like(focal, height / 2.0)], -1)
+
+
+def framing_fovy(radius: float, extent: float) -> float:
+    """Smallest vertical field of view (degrees) in which a camera at distance ``radius`` from the
+    origin, looking at it, sees the whole sphere of radius ``extent`` around the origin (square
+    images: the horizontal extent is the same). The sphere's outline subtends asin(extent/radius)."""
+    if not 0 < extent < radius:
+        raise ValueError(f"a sphere of radius {extent} cannot be framed from distance {radius}")
+    return 2.0 * math.degrees(math.asin(extent / radius))
+
+
+def framed_extent(radius: float, fovy: float) -> float:
+    """Radius of the largest origin-centred sphere that a camera at ``radius`` with vertical field
+    of view ``fovy`` (degrees, square image) sees whole: the inverse of :func:`framing_fovy`."""
+    return radius * math.sin(math.radians(min(fovy, 180.0)) / 2.0)
 
 
 def get_rays(c2w: Tensor, intrinsics: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:

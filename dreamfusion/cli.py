@@ -203,6 +203,8 @@ def export_main(argv: list[str]) -> int:
     parser.add_argument("--mcubes_resolution", type=int, default=None)
     parser.add_argument("--decimate_target", type=int, default=None)
     parser.add_argument("--texture_size", type=int, default=None)
+    parser.add_argument("--mesh_surface", choices=("visible", "density"), default=None,
+                        help="visible: level read off the renders, hidden space filled (default); density: density > --density_thresh")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     workspace = Path(args.workspace)

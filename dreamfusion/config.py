@@ -138,7 +138,7 @@ class Config:
     max_ray_batch: int = opt(4096, "ray chunk size at inference", "model")
     bg_radius: float = opt(1.4, "> 0: background MLP on ray directions", "model")
     density_activation: str = opt("exp", "density activation", "model", choices=("exp", "softplus"))
-    density_thresh: float = opt(10.0, "occupancy and marching-cubes threshold", "model")
+    density_thresh: float = opt(10.0, "occupancy threshold (and marching-cubes level with --mesh_surface density)", "model")
     blob_density: float = opt(5.0, "peak of the density blob", "model")
     blob_radius: float = opt(0.2, "width of the density blob", "model")
     bound: float = opt(1.0, "scene is the cube [-bound, bound]^3", "model")
@@ -171,6 +171,7 @@ class Config:
     # ---- mesh / DMTet (spec §2.8)
     save_mesh: bool = opt(False, "export a textured mesh (OBJ + GLB) after training or test", "mesh")
     mcubes_resolution: int = opt(256, "marching-cubes grid resolution", "mesh")
+    mesh_surface: str = opt("visible", "which solid --save_mesh meshes: 'visible' (density above the level at which the mesh has the silhouettes of the renders, plus the space no view sees into: pockets, tunnels, narrow pits; texture as rendered along the normal) or 'density' (stable-dreamfusion: density above --density_thresh); both close hairline gaps, fill enclosed voids and drop floaters", "mesh", choices=("visible", "density"))
     decimate_target: int = opt(50000, "target face count", "mesh")
     dmtet: bool = opt(False, "DMTet mesh fine-tuning stage", "mesh")
     tet_grid_size: int = opt(128, "DMTet tetrahedral grid size", "mesh", choices=(32, 64, 128, 256))
@@ -194,11 +195,13 @@ class Config:
     view_prompt: bool = opt(True, "view-dependent prompting (--no-view_prompt turns it off)", "dreamfusion")
     compile: bool = opt(False, "torch.compile the hash-grid index math (faster on CPU after a ~10 s compile; needs a C compiler)", "dreamfusion")
     grid_size: int = opt(128, "occupancy-grid resolution of the fast path (-O / --cuda_ray)", "dreamfusion")
+    deferred_shading: bool = opt(False, "shade lambertian/textureless renders once per ray, with the normal at the ray's expected surface point, not at every sample (one normal per ray: shaded steps cost about what albedo steps do; the exemplar preset turns it on)", "dreamfusion")
     log2_hashmap_size: int = opt(19, "log2 of the hash-table size per level", "dreamfusion")
     max_keep_ckpt: int = opt(2, "full checkpoints kept", "dreamfusion")
     texture_size: int = opt(2048, "baked albedo texture size", "dreamfusion")
     exemplar_resolution: int = opt(32, "image size of the built-in exemplar prior", "dreamfusion")
     exemplar_views: int = opt(64, "reference views per view class of the exemplar prior", "dreamfusion")
+    exemplar_condition: str = opt("camera", "what the exemplar prior knows of the camera: 'camera' (its pose, like MVDream/Zero123) or 'view' (the front/side/back prompt only, like Stable Diffusion; shows the Janus problem and cannot tell elevations apart)", "dreamfusion", choices=("camera", "view"))
     video_fps: int = opt(25, "frame rate of the test videos", "dreamfusion")
 
     # ---- derived by resolve() (not options)
@@ -245,13 +248,21 @@ def resolve(config: Config) -> Config:
         c.guidance = ["IF" if g == "SD" else g for g in c.guidance]
         c.latent_iter_ratio = 0.0
     if "exemplar" in c.guidance:
-        # The exemplar prior compares albedo images of the object at the default field of view (it
-        # sees images, not cameras, so a varying fovy would change the apparent size), and its exact
-        # denoiser needs no strong classifier-free guidance (100 over-saturates colours).
+        # The exemplar prior compares albedo images of the object at one field of view (in 'view'
+        # mode it sees images, not cameras, so a varying fovy would change the apparent size), wide
+        # enough that every training, exemplar and test view holds the whole renderable ball
+        # (radius --bound, 5 % margin): nothing can grow where no view looks. Its exact denoiser
+        # needs no strong classifier-free guidance (100 over-saturates colours).
         c.latent_iter_ratio = 0.0
         if not keep:
-            c.fovy_range = [c.default_fovy, c.default_fovy]
-            c.albedo_iter_ratio = 1.0
+            from .cameras import framing_fovy
+
+            nearest = min(c.radius_range[0], c.default_radius)
+            fovy = round(framing_fovy(nearest, min(1.05 * c.bound, 0.99 * nearest)), 2)
+            c.fovy_range = [fovy, fovy]
+            c.default_fovy = fovy
+            c.albedo_iter_ratio = 0.2
+            c.deferred_shading = True
             c.guidance_scale = 7.5
         c.bg_radius = -1.0  # the prior integrates out a flat background colour; a background net could cheat
     if c.exp_start_iter is None:

@@ -49,6 +49,9 @@ class RenderConfig:
     grid_decay: float = 0.95
     dt_gamma: float = 0.0  # step grows as t * dt_gamma (0 = constant step)
     T_thresh: float = 1e-4  # stop compositing once transmittance falls below this
+    # Shade lambertian/textureless/normal renders of `run` once per ray, with the normal at the
+    # ray's expected surface point, instead of at every sample (one normal per ray, not per sample).
+    deferred_shading: bool = False
 
     def validate(self) -> None:
         if self.num_steps < 2:
@@ -255,13 +258,49 @@ class VolumeRenderer(nn.Module):
         self, rays_o, rays_d, light_d, ambient_ratio=1.0, shading="albedo", perturb=False,
         need_orient_loss=False, need_normal_perturb_loss=False, generator=None,
     ) -> dict[str, Tensor]:
-        """stable-dreamfusion's ``run`` (no background mixing; :meth:`render` adds it)."""
-        c, field = self.config, self.field
+        """stable-dreamfusion's ``run`` (no background mixing; :meth:`render` adds it).
+
+        Rays that miss the bounding sphere (a wide field of view's corners) are not marched: they
+        get zero weights, opacity, colour and depth, and count as zeros in the regularisers' means.
+        """
         B, N = rays_o.shape[:2]
         o, d = rays_o.reshape(-1, 3), rays_d.reshape(-1, 3)
+        near, far = near_far_from_sphere(o, d, self.bound, self.config.min_near)
+        light = light_d.repeat_interleave(N, 0)  # [B*N, 3]
+        hit = far > near
+        if bool(hit.all()):
+            out = self._march(o, d, near, far, light, ambient_ratio, shading, perturb, need_orient_loss,
+                              need_normal_perturb_loss, generator)
+        else:
+            idx = hit.nonzero().squeeze(-1)
+            part = self._march(o[idx], d[idx], near[idx], far[idx], light[idx], ambient_ratio, shading, perturb,
+                               need_orient_loss, need_normal_perturb_loss, generator)
+            out = {}
+            for key, value in part.items():
+                if key.startswith("loss_"):
+                    # Means over the hit rays (orientation) or their samples (normal smoothness),
+                    # rescaled to means over all rays, as if the misses contributed zeros.
+                    out[key] = value * (idx.numel() / hit.numel())
+                    continue
+                full = value.new_zeros((hit.numel(),) + value.shape[1:])
+                out[key] = full.index_copy(0, idx, value)
+        S = out["weights"].shape[-1]
+        result = {"image": out["image"].view(B, N, 3), "depth": out["depth"].view(B, N),
+                  "weights_sum": out["weights_sum"].view(B, N), "weights": out["weights"].view(B, N, S)}
+        for key in ("normal_image",):
+            if key in out:
+                result[key] = out[key].view(B, N, 3)
+        for key in ("loss_orient", "loss_normal_perturb"):
+            if key in out:
+                result[key] = out[key]
+        return result
+
+    def _march(self, o, d, near, far, light_rays, ambient_ratio, shading, perturb, need_orient_loss,
+               need_normal_perturb_loss, generator) -> dict[str, Tensor]:
+        """March flat rays o, d [R, 3] between near, far [R]; light per ray [R, 3]. Outputs are flat."""
+        c, field = self.config, self.field
         R = o.shape[0]
         d_len = d.norm(dim=-1, keepdim=True)  # metric length of a unit of t
-        near, far = near_far_from_sphere(o, d, self.bound, c.min_near)
         near, far = near.unsqueeze(-1), far.unsqueeze(-1)
         T = c.num_steps
         sample_dist = (far - near) / T
@@ -286,25 +325,60 @@ class VolumeRenderer(nn.Module):
 
         S = z.shape[1]
         dirs = safe_normalize(d)[:, None].expand(-1, S, -1)
-        light = light_d.repeat_interleave(N, 0)[:, None].expand(-1, S, -1)
+        light = light_rays[:, None].expand(-1, S, -1)
+        if c.deferred_shading and shading != "albedo":
+            return self._deferred(o, d, z, xyzs, dirs, sample_dist, d_len, light_rays, ambient_ratio, shading,
+                                  need_orient_loss, need_normal_perturb_loss, generator)
         sigma, rgbs, normals = self._shade(xyzs.reshape(-1, 3), dirs.reshape(-1, 3), light.reshape(-1, 3), ambient_ratio, shading)
         deltas = torch.cat([z[:, 1:] - z[:, :-1], sample_dist], -1) * d_len
         weights = composite(sigma.view(R, S), deltas)  # [R, S]
         rgbs = rgbs.view(R, S, 3)
         out = {
-            "image": (weights.unsqueeze(-1) * rgbs).sum(1).view(B, N, 3),
-            "depth": (weights * z).sum(1).view(B, N),
-            "weights_sum": weights.sum(1).view(B, N),
-            "weights": weights.view(B, N, S),
+            "image": (weights.unsqueeze(-1) * rgbs).sum(1),
+            "depth": (weights * z).sum(1),
+            "weights_sum": weights.sum(1),
+            "weights": weights,
         }
         if normals is not None:
             normals = normals.view(R, S, 3)
-            out["normal_image"] = (weights.unsqueeze(-1) * (normals + 1) / 2).sum(1).view(B, N, 3)
+            out["normal_image"] = (weights.unsqueeze(-1) * (normals + 1) / 2).sum(1)
             if need_orient_loss:
                 orient = weights.detach() * (normals * dirs).sum(-1).clamp(min=0) ** 2
                 out["loss_orient"] = orient.sum(-1).mean()
             if need_normal_perturb_loss:
                 out["loss_normal_perturb"] = self._normal_perturb_loss(xyzs.reshape(-1, 3), normals.reshape(-1, 3), generator)
+        return out
+
+    def _deferred(self, o, d, z, xyzs, dirs, sample_dist, d_len, light_rays, ambient_ratio, shading,
+                  need_orient_loss, need_normal_perturb_loss, generator) -> dict[str, Tensor]:
+        """Deferred shading (``RenderConfig.deferred_shading``): composite albedo and depth over
+        the samples, then shade each ray once with the normal n at its expected surface point
+        p = o + d·depth/opacity: lambertian = albedo·(a + (1-a)·max(0, n·l)), textureless = the
+        factor in grey, normal = (n+1)/2, all times the opacity. The regularisers use n too:
+        orientation = opacity·max(0, n·v)², smoothness = |n(p) - n(p + N(0, 0.01²))|."""
+        R, S = xyzs.shape[:2]
+        sigma, albedo, _ = self._shade(xyzs.reshape(-1, 3), dirs.reshape(-1, 3), None, 1.0, "albedo")
+        deltas = torch.cat([z[:, 1:] - z[:, :-1], sample_dist], -1) * d_len
+        weights = composite(sigma.view(R, S), deltas)
+        opacity = weights.sum(1)
+        depth = (weights * z).sum(1)
+        colour = (weights.unsqueeze(-1) * albedo.view(R, S, 3)).sum(1)
+        points = (o + d * (depth / opacity.clamp_min(1e-6))[:, None]).clamp(-self.bound, self.bound)
+        normal = self.field.normal(points)  # [R, 3], differentiable through the density
+        factor = ambient_ratio + (1.0 - ambient_ratio) * (normal * light_rays).sum(-1, keepdim=True).clamp_min(0.0)
+        normal_image = opacity[:, None] * (normal + 1.0) / 2.0
+        if shading == "lambertian":
+            image = colour * factor
+        elif shading == "textureless":
+            image = opacity[:, None] * factor.expand(-1, 3)
+        else:  # normal
+            image = normal_image
+        out = {"image": image, "depth": depth, "weights_sum": opacity, "weights": weights, "normal_image": normal_image}
+        view = dirs[:, 0]
+        if need_orient_loss:
+            out["loss_orient"] = (opacity.detach() * (normal * view).sum(-1).clamp(min=0) ** 2).mean()
+        if need_normal_perturb_loss:
+            out["loss_normal_perturb"] = self._normal_perturb_loss(points, normal, generator)
         return out
 
     # ------------------------------------------------------------------ fast path

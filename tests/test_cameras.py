@@ -183,3 +183,30 @@ def test_look_at_straight_down_is_a_valid_frame():
     assert torch.allclose(rot.T @ rot, torch.eye(3), atol=1e-6)
     assert torch.allclose(-rot[:, 2], torch.tensor([0.0, -1.0, 0.0]))
     assert math.isclose(torch.det(rot).item(), 1.0, abs_tol=1e-6)
+
+
+def test_framing_fovy_sees_the_sphere_exactly():
+    fovy = C.framing_fovy(3.2, 1.0)
+    assert fovy == pytest.approx(2 * math.degrees(math.asin(1 / 3.2)))
+    assert C.framed_extent(3.2, fovy) == pytest.approx(1.0)
+    # A ray at the edge of the image is tangent to the sphere: closest approach to the origin = 1.
+    batch = C.make_batch(C.OrbitConfig(), torch.tensor([90.0]), torch.tensor([0.0]), torch.tensor([3.2]),
+                         torch.tensor([fovy]), 64, 64)
+    o, d = batch.rays()
+    d = torch.nn.functional.normalize(d[0].reshape(64, 64, 3)[32, 0], dim=0)  # left edge, middle row
+    closest = (o[0, 0] - (o[0, 0] @ d) * d).norm()
+    assert closest == pytest.approx(1.0, abs=0.03)  # pixel centres sit half a pixel inside the edge
+    with pytest.raises(ValueError):
+        C.framing_fovy(1.0, 1.0)
+
+
+def test_camera_light_is_raised_from_the_camera_side():
+    batch = C.make_batch(C.OrbitConfig(), torch.tensor([90.0, 60.0]), torch.tensor([0.0, 135.0]),
+                         torch.tensor([3.2, 3.2]), torch.tensor([40.0, 40.0]), 8, 8)
+    light = C.camera_light(batch.c2w)
+    torch.testing.assert_close(light.norm(dim=-1), torch.ones(2))
+    back, up = batch.c2w[:, :3, 2], batch.c2w[:, :3, 1]
+    cos30 = math.cos(math.radians(30))
+    torch.testing.assert_close((light * back).sum(-1), torch.full((2,), cos30))  # 30° off the view axis...
+    torch.testing.assert_close((light * up).sum(-1), torch.full((2,), 0.5))      # ...towards the image's top
+    torch.testing.assert_close(light[0], torch.tensor([0.0, 0.5, cos30]))        # front camera: from +z, raised

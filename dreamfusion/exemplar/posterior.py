@@ -68,6 +68,12 @@ class ExemplarStatistics:
         return ExemplarStatistics(self.base[:, a:b], self.u[a:b], self.base_sq[:, a:b], self.u_base[:, a:b],
                                   self.u_sq[a:b], self.coverage[a:b], self.coverage_sq[a:b])
 
+    def take(self, index: Tensor) -> "ExemplarStatistics":
+        """The exemplars at ``index`` [k] (copies)."""
+        index = index.to(self.u.device)
+        return ExemplarStatistics(self.base[:, index], self.u[index], self.base_sq[:, index], self.u_base[:, index],
+                                  self.u_sq[index], self.coverage[index], self.coverage_sq[index])
+
     def weighted_mean(self, p: Tensor, beta: Tensor, channels: int = 3) -> Tensor:
         """Σ_i p_i·(base_i + β_i·u_i) for p [R, n], β [R, 3, n] -> [R, 3, P]; with ``channels`` = 4
         the opacity channel Σ_i p_i·(2A_i - 1) is appended -> [R, 4, P]."""

@@ -11,15 +11,24 @@ It implements the 2D prior interface of docs/conventions.md, so the SDS code run
 * ``predict_noise`` is the exact denoiser (``posterior.py``) of the mixture those weights define,
   with the background colour integrated out.
 
-View-dependent embeddings. The trainer mixes "…, front/side/back view" embeddings by azimuth
-(r·front + (1-r)·side, …). With ``view_kernel_deg`` set (default 15°) the prior decodes that mix
-back into the azimuth |φ*| it came from and weights exemplars by a Gaussian window around it, cut
-at two widths; with None it keeps the plain group mixture (front = every front-class view).
+Two ways to condition on where the camera is (``condition``):
+
+* ``"view"`` (the analogue of Stable Diffusion's "…, front view" prompts): the trainer mixes
+  "…, front/side/back view" embeddings by azimuth (r·front + (1-r)·side, …). With
+  ``view_kernel_deg`` set (default 15°) the prior decodes that mix back into the azimuth |φ*| it came
+  from and weights exemplars by a Gaussian window around it, cut at two widths; with None it keeps
+  the plain group mixture (front = every front-class view). It knows neither the elevation nor the
+  side (left/right), exactly like the text prompts, so it shows the Janus problem and the elevation
+  ambiguity of text-conditioned priors.
+* ``"camera"`` (the analogue of MVDream / Zero123 pose conditioning): :meth:`with_cameras` writes
+  the render's camera into the embedding and exemplars are weighted by a window around it
+  (:mod:`dreamfusion.exemplar.camera_kernel`, width = the exemplar spacing).
 
 Example::
 
     prior = make_exemplar_prior("a hamburger", resolution=32)
-    emb = prior.encode_text(["", "a hamburger, front view"])          # [2, n_objects·5 + 1]
+    emb = prior.encode_text(["", "a hamburger, front view"])          # [2, n_objects·5 + 6]
+    emb = prior.with_cameras(emb, cameras)                            # condition="camera" only
     x0 = prior.encode_images(rgb)                                     # [B, 3, 32, 32]
     eps = prior.predict_noise(x_t, t, emb)
 """
@@ -36,9 +45,17 @@ from torch import Tensor
 
 from dreamfusion.cameras import OrbitConfig
 from dreamfusion.errors import UserError
+from dreamfusion.exemplar.camera_kernel import CameraKernel
 from dreamfusion.exemplar.objects import OBJECT_NAMES, OBJECTS, VIEW_GROUPS, known_prompts_line, parse_prompt
 from dreamfusion.exemplar.posterior import ExemplarStatistics, posterior_mean
-from dreamfusion.exemplar.views import ExemplarViewConfig, ExemplarViews, exemplar_cameras, load_exemplar_views
+from dreamfusion.exemplar.views import SHADINGS, ExemplarViewConfig, ExemplarViews, exemplar_cameras, load_exemplar_views
+
+CONDITIONS = ("view", "camera")
+"""How the prior knows where the camera is: view-class prompts, or the camera itself."""
+CAMERA_COLUMNS = 5
+"""Embedding columns after the "names a view" flag: has-camera flag, polar, azimuth, radius, fovy."""
+SHADING_COLUMNS = 2
+"""The last embedding columns: shading code (index into ``views.SHADINGS``) and ambient ratio."""
 
 BACKGROUNDS = {"random": (0.5, 1.0 / math.sqrt(12.0)), "white": (1.0, 0.0), "black": (0.0, 0.0)}
 """Background colour priors as (mean, std) in [0, 1] per channel; "random" matches U[0, 1]."""
@@ -65,6 +82,8 @@ class ExemplarPrior:
             decoded into an azimuth magnitude |φ*| (front 0°, side 90°, back 180°, linear between
             adjacent pairs) and exemplars are weighted by exp(-(|φ_i| - |φ*|)²/(2·width²)) where
             ||φ_i| - |φ*|| <= 2·width, and not at all elsewhere.
+        condition: "view" or "camera" (see the module docstring).
+        camera_kernel: the window of ``condition="camera"`` (default: from ``config``'s spacing).
         chunk_views: exemplars per matrix product (bounds the [B, 3, n] work tensors).
         dtype: compute dtype of the posterior (float64 for reference checks).
     """
@@ -74,7 +93,10 @@ class ExemplarPrior:
     def __init__(self, views: Mapping[str, ExemplarViews] | None = None, *, config: ExemplarViewConfig | None = None,
                  objects: Sequence[str] | None = None, cache_dir: str | Path | None = None, use_cache: bool = True,
                  device: torch.device | str = "cpu", background: str | float = "random",
-                 view_kernel_deg: float | None = 15.0, chunk_views: int = 4096, dtype: torch.dtype = torch.float32):
+                 view_kernel_deg: float | None = 15.0, condition: str = "view",
+                 camera_kernel: CameraKernel | None = None, chunk_views: int = 4096, dtype: torch.dtype = torch.float32):
+        if condition not in CONDITIONS:
+            raise UserError(f"unknown exemplar conditioning {condition!r}; choose one of {', '.join(CONDITIONS)}")
         self.device = torch.device(device)
         self.config = config or ExemplarViewConfig()
         self.cache_dir, self.use_cache = cache_dir, use_cache
@@ -97,6 +119,8 @@ class ExemplarPrior:
             self.cameras = exemplar_cameras(self.config)
             self.resolution = self.config.resolution
         self.group_counts = self.cameras.group_counts()
+        self.condition = condition
+        self.camera_kernel = camera_kernel or (CameraKernel.from_config(self.config) if condition == "camera" else None)
         self.background_mean, self.background_std = self._background(background)
         self.alphas_cumprod = scaled_linear_alphas_cumprod(self.num_train_timesteps).to(self.device)
         self.cache_key = f"exemplar:{','.join(self.object_names)}"
@@ -132,8 +156,13 @@ class ExemplarPrior:
 
     @property
     def embedding_dim(self) -> int:
-        """n_objects × n_groups mixture weights, plus one "names a view" flag."""
-        return len(self.object_names) * len(VIEW_GROUPS) + 1
+        """n_objects × n_groups mixture weights, a "names a view" flag, the camera and shading columns."""
+        return len(self.object_names) * len(VIEW_GROUPS) + 1 + CAMERA_COLUMNS + SHADING_COLUMNS
+
+    @property
+    def conditions_on_camera(self) -> bool:
+        """True when the trainer should pass each render's camera (:meth:`with_cameras`)."""
+        return self.condition == "camera"
 
     # ------------------------------------------------------------------------------ interface
 
@@ -157,33 +186,71 @@ class ExemplarPrior:
         return weights.float()
 
     def encode_text(self, prompts: Sequence[str]) -> Tensor:
-        """Embeddings [B, n_objects·n_groups + 1]: mixture weights over (object, view group), then a
-        flag that is 1 when the prompt names a view the exemplars have (see ``view_kernel_deg``)."""
+        """Embeddings [B, n_objects·n_groups + 8]: mixture weights over (object, view group), a flag
+        that is 1 when the prompt names a view the exemplars have (see ``view_kernel_deg``), the
+        camera columns (zero until :meth:`with_cameras` fills them) and the shading columns
+        (albedo until :meth:`with_shading` sets them)."""
         if isinstance(prompts, str):
             prompts = [prompts]
         rows = []
         for prompt in prompts:
             _, view = parse_prompt(prompt)
             names_view = view is not None and bool(self.group_counts[VIEW_GROUPS.index(view)] > 0)
-            rows.append(torch.cat([self.group_weights(prompt).reshape(-1), torch.tensor([float(names_view)])]))
+            rows.append(torch.cat([self.group_weights(prompt).reshape(-1), torch.tensor([float(names_view)]),
+                                   torch.zeros(CAMERA_COLUMNS), torch.tensor([0.0, 1.0])]))  # albedo
         return torch.stack(rows).to(self.device)
+
+    def with_cameras(self, embeddings: Tensor, cameras) -> Tensor:
+        """Embeddings [(1+K)·B, D] with the camera of each render written in: row r gets camera
+        r mod B of ``cameras`` (a CameraBatch of B renders), so the unconditional block is
+        conditioned on the camera too, as in MVDream."""
+        out = embeddings.clone()
+        batch = cameras.polar.shape[0]
+        if out.shape[0] % batch:
+            raise ValueError(f"{out.shape[0]} embedding rows do not divide into {batch} cameras")
+        reps = out.shape[0] // batch
+        values = torch.stack([torch.ones(batch, device=cameras.polar.device), cameras.polar, cameras.azimuth,
+                              cameras.radius, cameras.fovy], -1).to(out)
+        out[:, -CAMERA_COLUMNS - SHADING_COLUMNS:-SHADING_COLUMNS] = values.repeat(reps, 1)
+        return out
+
+    accepts_shading = True
+    """The trainer may render lambertian/textureless steps lit by ``cameras.camera_light`` and say so
+    with :meth:`with_shading`: the exemplars are then shown in the same shading and light."""
+
+    def with_shading(self, embeddings: Tensor, shading: str, ambient: float = 1.0) -> Tensor:
+        """Embeddings whose rows all ask for exemplars in ``shading`` (``views.SHADINGS``) with
+        ambient ratio ``ambient``, lit by each exemplar camera's key light."""
+        if shading not in SHADINGS:
+            raise ValueError(f"the exemplar prior shows {', '.join(SHADINGS)}, not {shading!r}")
+        out = embeddings.clone()
+        out[:, -SHADING_COLUMNS:] = torch.tensor([float(SHADINGS.index(shading)), float(ambient)]).to(out)
+        return out
 
     def exemplar_weights(self, embeddings: Tensor) -> Tensor:
         """Prior weight π of every exemplar, [B, n_objects, V] (each row sums to 1).
 
         The mixture part gives each view w[object, group]/n_group; rows flagged as naming a view
-        use the azimuth kernel for their front/side/back mass instead (``view_kernel_deg``).
+        use the azimuth kernel for their front/side/back mass instead (``view_kernel_deg``). With
+        ``condition="camera"``, rows that carry a camera give each object's total weight to the
+        camera window instead (the view groups no longer matter).
         """
         n_obj, n_grp = len(self.object_names), len(VIEW_GROUPS)
         emb = embeddings.float().cpu()
-        if emb.shape[-1] != n_obj * n_grp + 1:
-            raise ValueError(f"exemplar embeddings must have {n_obj * n_grp + 1} columns, got {emb.shape[-1]}")
+        if emb.shape[-1] != self.embedding_dim:
+            raise ValueError(f"exemplar embeddings must have {self.embedding_dim} columns, got {emb.shape[-1]}")
+        camera = emb[:, -CAMERA_COLUMNS - SHADING_COLUMNS:-SHADING_COLUMNS]
+        emb = emb[:, :-CAMERA_COLUMNS - SHADING_COLUMNS]
         weights, flag = emb[:, :-1].reshape(-1, n_obj, n_grp), emb[:, -1].clamp(0, 1)
         if (weights < 0).any() or not (weights.sum((1, 2)) > 0).all():
             raise ValueError("exemplar embeddings must be non-negative mixture weights with a positive sum")
         counts = self.group_counts.float()
         if (weights[:, :, counts == 0] > 0).any():
             raise ValueError("exemplar embeddings put weight on an empty view group")
+        if self.condition == "camera" and bool((camera[:, 0] > 0).all()):
+            window = self.camera_kernel.weights(self.cameras, *camera[:, 1:].double().unbind(-1))  # [B, V]
+            mass = weights.sum(-1, keepdim=True)  # [B, n_obj, 1]
+            return mass * window[:, None, :] / mass.sum(1, keepdim=True)
         group = self.cameras.group
         mixture = weights[:, :, group] / counts[group].clamp_min(1)  # [B, n_obj, V]
         if self.view_kernel_deg is None or not (flag > 0).any():
@@ -260,16 +327,35 @@ class ExemplarPrior:
         abar = abar.expand(batch).to(self.dtype)
         x = x_t.to(self.dtype).reshape(batch, x_t.shape[1], -1)
         tau2 = 4.0 * self.background_std**2  # variance of b' = 2b - 1
-        x0 = posterior_mean(x, abar.sqrt(), 1.0 - abar, pi, lambda o: self.statistics(self.object_names[o]).to(device),
-                            tau2, self.chunk_views)
+        shading_columns = embeddings[:, -SHADING_COLUMNS:].float().cpu()
+        if not (shading_columns == shading_columns[:1]).all():
+            raise ValueError("all rows of one exemplar call must ask for the same shading and ambient")
+        shading, ambient = SHADINGS[int(shading_columns[0, 0])], float(shading_columns[0, 1])
+        # Only exemplars some row weighs take part (a camera window holds a dozen of hundreds).
+        used = (pi > 0).any(0).any(0).nonzero().squeeze(-1)
+        subset = used.numel() < pi.shape[-1]
+        if subset:
+            pi = pi[..., used]
+
+        def stats(o: int) -> ExemplarStatistics:
+            name = self.object_names[o]
+            if shading == "albedo":  # built once per object
+                full = self.statistics(name).to(device)
+                return full.take(used) if subset else full
+            views = self.views(name)
+            index = used.to(views.alpha.device) if subset else slice(None)
+            return ExemplarStatistics.build(views.shaded(shading, ambient)[index], views.alpha[index],
+                                            self.background_mean, self.dtype).to(device)
+
+        x0 = posterior_mean(x, abar.sqrt(), 1.0 - abar, pi, stats, tau2, self.chunk_views)
         return x0.reshape(x_t.shape).float()
 
 
 def make_exemplar_prior(prompt: str, *, resolution: int = 32, views_per_class: int | None = 64, count: int | None = None,
                         orbit: OrbitConfig | None = None, cache_dir: str | Path | None = None, device: torch.device | str = "cpu",
-                        background: str | float = "random", shadings: Sequence[str] = ("albedo",), supersample: int = 2,
+                        background: str | float = "random", supersample: int = 2,
                         objects: Sequence[str] | None = None, use_cache: bool = True, preload: bool = True,
-                        view_kernel_deg: float | None = 15.0, seed: int = 0) -> ExemplarPrior:
+                        view_kernel_deg: float | None = 15.0, condition: str = "view", seed: int = 0) -> ExemplarPrior:
     """Build the exemplar prior for ``--guidance exemplar``.
 
     Args:
@@ -282,6 +368,7 @@ def make_exemplar_prior(prompt: str, *, resolution: int = 32, views_per_class: i
         background: see :class:`ExemplarPrior`.
         objects: which built-in objects the unconditional mixture covers (default all).
         view_kernel_deg: see :class:`ExemplarPrior` (None = plain view-group mixtures).
+        condition: "view" (view-class prompts) or "camera" (the render's camera; see the module docstring).
         preload: render/load every object now, so training steps have steady timing.
     """
     obj, _ = parse_prompt(prompt)
@@ -293,12 +380,12 @@ def make_exemplar_prior(prompt: str, *, resolution: int = 32, views_per_class: i
     if total < 1:
         raise UserError(f"the exemplar prior needs at least one view, got {total}")
     config = ExemplarViewConfig.from_orbit(orbit or OrbitConfig(), count=total, resolution=resolution,
-                                           supersample=supersample, shadings=tuple(shadings), seed=seed)
+                                           supersample=supersample, seed=seed)
     names = tuple(objects) if objects is not None else OBJECT_NAMES
     if obj.name not in names:
         names = (obj.name, *names)
     prior = ExemplarPrior(config=config, objects=names, cache_dir=cache_dir, use_cache=use_cache, device=device,
-                          background=background, view_kernel_deg=view_kernel_deg)
+                          background=background, view_kernel_deg=view_kernel_deg, condition=condition)
     prior.views(obj.name)  # the prompt's own object first
     if preload:
         prior.preload()

@@ -53,7 +53,10 @@ class ObjectRender:
     rgb [B, H, W, 3] composited over the background; alpha [B, H, W] coverage in [0, 1];
     depth [B, H, W] planar depth (coverage-weighted mean over supersamples, 0 where empty);
     normal [B, H, W, 3] unit world normals (0 where empty); premultiplied [B, H, W, 3] =
-    shaded colour × coverage, i.e. the image over a black background.
+    shaded colour × coverage, i.e. the image over a black background. With a light: lambert
+    [B, H, W] = max(0, n·l) and lambert_albedo [B, H, W, 3] = albedo · max(0, n·l), both
+    premultiplied, from which any ambient's lambertian or textureless image is a linear mix
+    (``views.ExemplarViews.shaded``).
     """
 
     rgb: Tensor
@@ -61,6 +64,8 @@ class ObjectRender:
     depth: Tensor
     normal: Tensor
     premultiplied: Tensor
+    lambert: Tensor | None = None
+    lambert_albedo: Tensor | None = None
 
 
 def sphere_trace(obj: AnalyticObject, rays_o: Tensor, rays_d: Tensor, settings: TraceSettings | None = None) -> tuple[Tensor, Tensor]:
@@ -130,7 +135,8 @@ def render_rays(obj: AnalyticObject, rays_o: Tensor, rays_d: Tensor, *, shading:
         ambient: scalar or [N] ambient ratio.
     Returns:
         hit [N] bool, depth [N] (planar, 0 where missed), normal [N, 3] and colour [N, 3] (0 where
-        missed).
+        missed); with ``light_dir`` also lambert [N] = max(0, n·l) and lambert_albedo [N, 3] (0
+        where missed).
     """
     s = settings or TraceSettings()
     hit, t = sphere_trace(obj, rays_o, rays_d, s)
@@ -148,9 +154,18 @@ def render_rays(obj: AnalyticObject, rays_o: Tensor, rays_d: Tensor, *, shading:
             light = F.normalize(light[idx] if light.ndim == 2 else light.reshape(1, 3), dim=-1)  # per ray or shared
         amb = torch.as_tensor(ambient, dtype=points.dtype, device=points.device)
         amb = amb[idx, None] if amb.ndim == 1 else amb
+        albedo = obj.albedo(points)
         normal[idx] = n
-        colour[idx] = shade(obj.albedo(points), n, shading, light, amb)
-    return {"hit": hit, "depth": depth, "normal": normal, "colour": colour}
+        colour[idx] = shade(albedo, n, shading, light, amb)
+    out = {"hit": hit, "depth": depth, "normal": normal, "colour": colour}
+    if light_dir is not None:
+        out["lambert"] = torch.zeros(n_rays, dtype=rays_o.dtype, device=rays_o.device)
+        out["lambert_albedo"] = torch.zeros_like(colour)
+        if idx.numel():
+            lam = (normal[idx] * light).sum(-1).clamp_min(0.0)
+            out["lambert"][idx] = lam
+            out["lambert_albedo"][idx] = albedo * lam[:, None]
+    return out
 
 
 def render_cameras(obj: AnalyticObject, cameras: CameraBatch, *, supersample: int = 2, shading: str = "albedo",
@@ -198,10 +213,15 @@ def render_cameras(obj: AnalyticObject, cameras: CameraBatch, *, supersample: in
 
     alpha = pool(hit[..., None])[..., 0]
     premultiplied = pool(colour)  # colour is 0 where not hit
+    lambert = lambert_albedo = None
+    if "lambert" in out:  # premultiplied like the colour: 0 where not hit
+        lambert = pool(out["lambert"].reshape(batch, hs, ws, 1))[..., 0]
+        lambert_albedo = pool(out["lambert_albedo"].reshape(batch, hs, ws, 3))
     covered = alpha.clamp_min(1e-8)
     depth = pool(depth[..., None])[..., 0] / covered
     normal = F.normalize(pool(normal), dim=-1)
     bg = torch.as_tensor(background, dtype=torch.float32, device=alpha.device)
     bg = bg[:, None, None, :] if bg.ndim == 2 else bg.reshape(1, 1, 1, -1)  # [B,3], [3] or scalar
     rgb = premultiplied + (1.0 - alpha[..., None]) * bg
-    return ObjectRender(rgb=rgb, alpha=alpha, depth=depth, normal=normal, premultiplied=premultiplied)
+    return ObjectRender(rgb=rgb, alpha=alpha, depth=depth, normal=normal, premultiplied=premultiplied,
+                        lambert=lambert, lambert_albedo=lambert_albedo)

@@ -1,5 +1,7 @@
-"""Mesh export (`--save_mesh`): density field -> marching cubes -> clean-up -> decimation ->
-UV unwrap -> baked albedo texture -> mesh.obj + mesh.mtl + albedo.png and mesh.glb.
+"""Mesh export (`--save_mesh`): density grid -> solid (density above a level, and for
+surface="visible" the space no view sees into; hairline gaps closed, enclosed voids filled,
+floaters dropped) -> marching cubes -> clean-up -> decimation -> UV unwrap -> baked albedo texture -> mesh.obj +
+mesh.mtl + albedo.png and mesh.glb.
 
 Example:
     >>> result = export_mesh(
@@ -30,7 +32,9 @@ from dreamfusion.export.marching_cubes import extract_isosurface
 from dreamfusion.export.mesh_io import (
     GLB_NAME, ensure_writable_dir, texture_to_uint8, write_glb, write_obj,
 )
-from dreamfusion.export.texture import ColorFn, bake_texture
+from dreamfusion.export.solidify import SolidifyStats, solidify_grid
+from dreamfusion.export.hidden_space import enclosed_space
+from dreamfusion.export.texture import ColorFn, bake_texture, seen_colour
 from dreamfusion.export.uv_unwrap import unwrap_uv
 
 __all__ = [
@@ -41,15 +45,24 @@ __all__ = [
 
 @dataclass
 class MeshExportConfig:
-    """Options of the export pipeline (defaults follow stable-dreamfusion).
+    """Options of the export pipeline (defaults follow stable-dreamfusion; the trainer's
+    `--mesh_surface` defaults to "visible").
 
     resolution: marching-cubes grid nodes per axis (--mcubes_resolution).
     density_thresh: iso-level on the field's density (--density_thresh; see
-        `resolve_density_threshold` for the occupancy-grid variant).
+        `resolve_density_threshold`, and `iso_level.silhouette_iso_level` for the level at which
+        the mesh has the silhouettes of the field's renders).
+    surface: "density" meshes {density > density_thresh} (stable-dreamfusion); "visible" also
+        fills the space that sees at most 10 % of the sky (`hidden_space.enclosed_space`: pockets,
+        tunnels, pits seen only through a narrow mouth) and textures each texel with the colour
+        rendered along its inward normal.
     bound: the field's half size; the grid spans [-bound, bound]^3.
     decimate_target: target face count (--decimate_target); <= 0 keeps every face.
     texture_size: albedo.png is texture_size x texture_size.
     close_boundary: cap surfaces cut by the cube so the mesh is watertight.
+    fill_voids: fill empty space enclosed by the solid (a hollow field's inside) and gaps about
+        one voxel wide, so the mesh has no inner skins or hairline cracks (`solidify.solidify_grid`).
+    min_piece_volume: drop solid pieces smaller than this fraction of the largest (floaters).
     min_component_diameter, min_component_faces, merge_distance: see `cleanup.clean_mesh`.
     uv_padding, xatlas_iterations: see `uv_unwrap.unwrap_uv`.
     grid_points_per_chunk, color_points_per_chunk: field queries per call (memory bound).
@@ -59,11 +72,14 @@ class MeshExportConfig:
     """
 
     resolution: int = 256
+    surface: str = "density"
     density_thresh: float = 10.0
     bound: float = 1.0
     decimate_target: int = 50_000
     texture_size: int = 2048
     close_boundary: bool = True
+    fill_voids: bool = True
+    min_piece_volume: float = 0.01
     min_component_diameter: float = 0.05
     min_component_faces: int = 8
     merge_distance: float = 0.0
@@ -87,6 +103,10 @@ class MeshExportConfig:
             problem = f"bound must be positive, got {self.bound}"
         elif not np.isfinite(self.density_thresh):
             problem = f"density_thresh must be a finite number, got {self.density_thresh}"
+        elif self.surface not in ("visible", "density"):
+            problem = f"surface must be 'visible' or 'density', got {self.surface!r}"
+        elif not 0.0 <= self.min_piece_volume <= 1.0:
+            problem = f"min_piece_volume must lie in [0, 1], got {self.min_piece_volume}"
         elif 0 < self.decimate_target < 4:
             problem = f"decimate_target must be >= 4 (or 0 to keep every face), got {self.decimate_target}"
         if problem:
@@ -97,7 +117,8 @@ class MeshExportConfig:
 
 @dataclass
 class MeshExportResult:
-    """Paths written (None when that format was off), the mesh size, and seconds per stage."""
+    """Paths written (None when that format was off), the mesh size, seconds per stage, and what
+    solidifying the grid changed (None for a given surface)."""
 
     out_dir: Path
     obj_path: Path | None
@@ -107,6 +128,7 @@ class MeshExportResult:
     num_vertices: int
     num_faces: int
     timings: dict[str, float] = field(default_factory=dict)
+    solidify: SolidifyStats | None = None
 
 
 def export_mesh(
@@ -144,13 +166,16 @@ def export_mesh(
     config.validate()
     out_path = ensure_writable_dir(out_dir)
     timings: dict[str, float] = {}
+    stats = SolidifyStats()
     vertices, faces = extract_density_surface(
-        density_fn, config, device=device, progress=progress, timings=timings
+        density_fn, config, device=device, progress=progress, timings=timings, stats=stats
     )
-    return export_textured_mesh(
+    result = export_textured_mesh(
         vertices, faces, albedo_fn, out_path, config=config, device=device, progress=progress,
-        timings=timings,
+        timings=timings, density_fn=density_fn if config.surface == "visible" else None,
     )
+    result.solidify = stats
+    return result
 
 
 def extract_density_surface(
@@ -160,17 +185,33 @@ def extract_density_surface(
     device: torch.device | str | None = None,
     progress: bool = False,
     timings: dict[str, float] | None = None,
+    stats: SolidifyStats | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Grid sampling + marching cubes: Float32[V, 3] vertices, Int64[F, 3] outward faces."""
+    """Grid sampling + solidifying + marching cubes: Float32[V, 3] vertices, Int64[F, 3] outward
+    faces. ``stats`` (if given) receives what solidifying changed."""
     timings = {} if timings is None else timings
     with _timed(timings, "density grid"):
         grid = sample_density_grid(
             density_fn, config.resolution, config.bound, device=device,
             points_per_chunk=config.grid_points_per_chunk, progress=progress,
         )
+    level = config.density_thresh
+    if config.surface == "visible" and (grid > level).any():
+        with _timed(timings, "enclosed space"):
+            hidden = enclosed_space(grid > level, device=device)
+            grid = np.where(hidden, np.float32(level + max(abs(level), 1.0)), grid)
+            if stats is not None:
+                stats.hidden_voxels = int(hidden.sum())
+    with _timed(timings, "solidify"):
+        grid, changed = solidify_grid(grid, level, fill_voids=config.fill_voids,
+                                      min_piece_volume=config.min_piece_volume)
+        if stats is not None:
+            hidden = stats.hidden_voxels
+            vars(stats).update(vars(changed))
+            stats.hidden_voxels = hidden
     with _timed(timings, "marching cubes"):
         return extract_isosurface(
-            grid, config.density_thresh, config.bound, close_boundary=config.close_boundary,
+            grid, level, config.bound, close_boundary=config.close_boundary,
             backend=config.marching_cubes_backend,
         )
 
@@ -185,6 +226,7 @@ def export_textured_mesh(
     device: torch.device | str | None = None,
     progress: bool = True,
     timings: dict[str, float] | None = None,
+    density_fn: DensityFn | None = None,
 ) -> MeshExportResult:
     """Clean-up, decimation, UV unwrap, texture bake and writing, for a given surface.
 
@@ -192,6 +234,8 @@ def export_textured_mesh(
         vertices: Float[V, 3]; faces: Int[F, 3] with outward winding.
         albedo_fn, out_dir, device, progress: as `export_mesh`.
         config: pipeline options (resolution/threshold are unused here).
+        density_fn: when given, texels take the colour rendered along their inward normal
+            (`texture.seen_colour`) instead of the albedo at their point.
     """
     config = config or MeshExportConfig()
     config.validate()
@@ -219,10 +263,13 @@ def export_textured_mesh(
         )
     stages.update()
     with _timed(timings, "texture bake"):
+        if density_fn is None:
+            colour, chunk = albedo_fn, config.color_points_per_chunk
+        else:  # 48 samples per texel: keep the field queries per call as they were
+            colour, chunk = seen_colour(density_fn, albedo_fn), max(1024, config.color_points_per_chunk // 48)
         baked = bake_texture(
-            vertices, layout, albedo_fn, config.texture_size, device=device,
-            points_per_chunk=config.color_points_per_chunk, backend=config.rasterizer_backend,
-            progress=progress,
+            vertices, layout, colour, config.texture_size, with_normals=density_fn is not None, device=device,
+            points_per_chunk=chunk, backend=config.rasterizer_backend, progress=progress,
         )
         texture = texture_to_uint8(baked.image)
     stages.update()

@@ -82,20 +82,57 @@ def export_workspace(config, device: torch.device) -> int:
 
 def save_mesh(trainer: Trainer):
     """Export ``<workspace>/mesh/mesh.obj`` (+ .mtl, albedo.png, mesh.glb) from the current weights."""
-    from dreamfusion.export import export_mesh, resolve_density_threshold
+    from dreamfusion.export import export_mesh
 
     c = trainer.cfg
     scene = trainer.scene
     scene.eval()
-    threshold = resolve_density_threshold(c.density_thresh, scene.mean_density())
-    if c.density_activation == "softplus":
-        threshold *= 25  # stable-dreamfusion: softplus densities are ~25x smaller than exp ones
+    threshold = mesh_level(trainer)
     with torch.no_grad():
         result = export_mesh(scene.density_fn, scene.albedo_fn, trainer.workspace / "mesh",
-                             resolution=c.mcubes_resolution, density_thresh=threshold, bound=c.bound,
-                             decimate_target=c.decimate_target, texture_size=c.texture_size,
+                             resolution=c.mcubes_resolution, surface=c.mesh_surface, density_thresh=threshold,
+                             bound=c.bound, decimate_target=c.decimate_target, texture_size=c.texture_size,
                              device=trainer.device, progress=trainer.progress_bar)
     if result.obj_path is None and result.glb_path is None:
         raise UserError("mesh export wrote nothing")
-    trainer.log.line(f"mesh: {result.num_vertices} vertices, {result.num_faces} faces -> {result.out_dir}")
+    solid = result.solidify
+    trainer.log.line(f"mesh: {result.num_vertices} vertices, {result.num_faces} faces -> {result.out_dir} "
+                     f"(density > {threshold:.3g}; {solid.hidden_voxels} hidden voxels made solid, "
+                     f"{solid.filled_voxels} of gaps and voids filled, {solid.removed_pieces} floating pieces removed)")
     return result
+
+
+def mesh_level(trainer: Trainer) -> float:
+    """The density level of the mesh. ``--mesh_surface density``: ``--density_thresh`` (min'd with
+    the occupancy grid's mean density under -O, as stable-dreamfusion does). ``visible``: the level
+    at which the mesh's silhouettes match the field's renders from 18 views spread over the
+    training cameras (:mod:`dreamfusion.export.iso_level`)."""
+    from dreamfusion.cameras import make_batch
+    from dreamfusion.export import resolve_density_threshold
+    from dreamfusion.export.iso_level import silhouette_iso_level
+
+    c, scene = trainer.cfg, trainer.scene
+    fixed = resolve_density_threshold(c.density_thresh, scene.mean_density())
+    if c.density_activation == "softplus":
+        fixed *= 25  # stable-dreamfusion: softplus densities are ~25x smaller than exp ones
+    if c.mesh_surface == "density":
+        return fixed
+    lo, hi = c.theta_range
+    polar = torch.tensor([lo + (hi - lo) * (k + 0.5) / 3 for k in range(3) for _ in range(6)])
+    azimuth = torch.tensor([60.0 * j + 20.0 * k for k in range(3) for j in range(6)])
+    n = len(polar)
+    cams = make_batch(trainer.orbit, polar, azimuth, torch.full((n,), c.default_radius),
+                      torch.full((n,), c.default_fovy), 48, 48).to(trainer.device)
+    rays_o, rays_d = cams.rays()
+    with torch.no_grad():
+        alpha = torch.cat([scene.render(rays_o[i:i + 1], rays_d[i:i + 1], shading="albedo", ambient_ratio=1.0,
+                                        bg_color=1.0, perturb=False, training=False)["weights_sum"].reshape(-1)
+                           for i in range(n)])
+    try:
+        level = silhouette_iso_level(scene.density_fn, rays_o.reshape(-1, 3), rays_d.reshape(-1, 3), alpha,
+                                     bound=c.bound, reference=fixed)
+    except ValueError:
+        raise UserError("mesh export: no render of the field is opaque anywhere: nothing to mesh (train longer)") from None
+    trainer.log.line(f"mesh level: density {level.threshold:.3g}, silhouette IoU {level.iou:.3f} against the renders "
+                     f"(--density_thresh {fixed:g}: {level.reference_iou:.3f})")
+    return level.threshold

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dreamfusion.cameras import CameraBatch, OrbitConfig, zero123_deltas
+from dreamfusion.cameras import CameraBatch, OrbitConfig, camera_light, zero123_deltas
 from dreamfusion.errors import UserError
 from dreamfusion.prompts import ViewPrompts
 
@@ -56,7 +56,8 @@ class GuidanceTerms:
                     from dreamfusion.exemplar import make_exemplar_prior
 
                     prior = make_exemplar_prior(config.text, resolution=config.exemplar_resolution,
-                                                views_per_class=config.exemplar_views, orbit=orbit, device=device)
+                                                views_per_class=config.exemplar_views, orbit=orbit, device=device,
+                                                condition=config.exemplar_condition)
                     sds = ScoreDistillation(prior, SDSConfig(**common))
                 else:
                     sds = make_guidance(name, device, sd_version=config.sd_version, hf_key=config.hf_key,
@@ -90,8 +91,17 @@ class GuidanceTerms:
         out = [p.sds.prior for p in self.text_priors]
         return out + ([self.zero123.prior] if self.zero123 is not None else [])
 
+    def light_directions(self, cameras: CameraBatch) -> Tensor | None:
+        """[B, 3] the cameras' key lights (``cameras.camera_light``) when a prior shows its
+        exemplars lit by them (the exemplar prior), so that renders and exemplars share the light;
+        None: the renderer's random light."""
+        if any(getattr(p.sds.prior, "accepts_shading", False) for p in self.text_priors):
+            return camera_light(cameras.c2w)
+        return None
+
     def losses(self, images: Tensor, cameras: CameraBatch, *, as_latent: bool = False,
-               opacity: Tensor | None = None, save_guidance_path: Path | None = None) -> dict[str, Tensor]:
+               opacity: Tensor | None = None, save_guidance_path: Path | None = None,
+               shading: str = "albedo", ambient_ratio: float = 1.0) -> dict[str, Tensor]:
         """Guidance losses for renders of ``cameras``.
 
         Args:
@@ -100,6 +110,8 @@ class GuidanceTerms:
             opacity: ``[B, H, W]`` render opacity, appended as a fourth channel for priors that
                 compare coverage too (``prior.accepts_opacity``, the exemplar prior).
             save_guidance_path: write the first SDS model's render/noisy/denoised strip there.
+            shading, ambient_ratio: how the render was shaded (priors with ``accepts_shading``
+                compare it with exemplars shaded the same way).
         """
         c = self.config
         out: dict[str, Tensor] = {}
@@ -108,6 +120,8 @@ class GuidanceTerms:
             prior_images = images
             if opacity is not None and not as_latent and getattr(prior.sds.prior, "accepts_opacity", False):
                 prior_images = torch.cat([images, opacity[:, None]], 1)
+            conditions_on_camera = getattr(prior.sds.prior, "conditions_on_camera", False)
+            shaded = getattr(prior.sds.prior, "accepts_shading", False) and not as_latent
             if c.perpneg:
                 from dreamfusion.guidance.perpneg import perpneg_embeddings
 
@@ -115,10 +129,18 @@ class GuidanceTerms:
                 emb, weights = perpneg_embeddings(
                     cameras.delta_azimuth, prior.prompts.uncond[None], v["front"][None], v["side"][None],
                     v["back"][None], c.negative_w, c.front_decay_factor, c.side_decay_factor)
+                if conditions_on_camera:
+                    emb = prior.sds.prior.with_cameras(emb, cameras)
+                if shaded:
+                    emb = prior.sds.prior.with_shading(emb, shading, ambient_ratio)
                 result = prior.sds.step(prior_images, emb, as_latent=as_latent, grad_scale=c.lambda_guidance,
                                         perpneg_weights=weights, save_guidance_path=preview)
             else:
                 emb = prior.prompts.with_uncond(prior.prompts.interpolated(cameras.delta_azimuth))
+                if conditions_on_camera:  # pose-conditioned priors see each render's camera
+                    emb = prior.sds.prior.with_cameras(emb, cameras)
+                if shaded:  # and priors with shaded exemplars the render's shading
+                    emb = prior.sds.prior.with_shading(emb, shading, ambient_ratio)
                 result = prior.sds.step(prior_images, emb, as_latent=as_latent, grad_scale=c.lambda_guidance,
                                         save_guidance_path=preview)
             preview = None

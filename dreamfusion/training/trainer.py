@@ -168,9 +168,11 @@ class Trainer:
             rays_d = rays_d + torch.randn(3, device=self.device) * c.known_view_noise_scale
         background = self._background(plan.background, B, H, W)
 
+        # Priors that know the camera's key light (the exemplar prior) get renders lit by it.
+        light = None if plan.known_view else self.guidance.light_directions(cameras)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             out = self.scene.render(rays_o, rays_d, shading=plan.shading, ambient_ratio=plan.ambient_ratio,
-                                    bg_color=background, perturb=True, training=True,
+                                    bg_color=background, perturb=True, training=True, light_d=light,
                                     need_normal_image=c.lambda_2d_normal_smooth > 0
                                     or (plan.known_view and c.lambda_normal > 0))
         rgb = out["image"].reshape(B, H, W, 3)
@@ -199,7 +201,8 @@ class Trainer:
             if c.save_guidance and step % c.save_guidance_interval == 0:
                 preview = self.workspace / "guidance" / f"step_{step:07d}.png"
             terms.update(self.guidance.losses(images.float(), cameras, as_latent=plan.as_latent,
-                                              opacity=opacity.float(), save_guidance_path=preview))
+                                              opacity=opacity.float(), save_guidance_path=preview,
+                                              shading=plan.shading, ambient_ratio=plan.ambient_ratio))
 
         # Regularisers, on every step (known-view steps included).
         if c.lambda_opacity > 0:

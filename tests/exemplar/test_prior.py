@@ -6,7 +6,10 @@ import pytest
 import torch
 
 from dreamfusion.exemplar.objects import OBJECT_NAMES, VIEW_GROUPS
-from dreamfusion.exemplar.prior import ExemplarPrior, scaled_linear_alphas_cumprod
+from dreamfusion.cameras import OrbitConfig, make_batch
+from dreamfusion.exemplar.camera_kernel import CameraKernel
+from dreamfusion.exemplar.prior import CAMERA_COLUMNS, SHADING_COLUMNS, ExemplarPrior, scaled_linear_alphas_cumprod
+from dreamfusion.exemplar.views import ExemplarViewConfig, exemplar_cameras
 from dreamfusion.exemplar.views import ExemplarCameras, ExemplarViews
 
 R = 4  # image side of the tiny sets
@@ -19,20 +22,23 @@ def tiny_views(n_objects=2, groups=(0, 0, 1, 1, 1, 2), seed=0, binary_alpha=Fals
     v = len(groups)
     azimuth = torch.zeros(v) if azimuth is None else torch.as_tensor(azimuth, dtype=torch.float32)
     cams = ExemplarCameras(polar=torch.zeros(v), azimuth=azimuth, radius=torch.zeros(v), fovy=torch.zeros(v),
-                           group=group, light=torch.zeros(v, 3), ambient=torch.ones(v), shading=["albedo"] * v)
+                           group=group, light=torch.zeros(v, 3))
     views = {}
     for o in range(n_objects):
         alpha = torch.rand(v, 1, R, R, generator=g)
         if binary_alpha:
             alpha = (alpha > 0.4).float()
         colour = torch.rand(v, 3, R, R, generator=g) * alpha
-        views[OBJECT_NAMES[o]] = ExemplarViews(OBJECT_NAMES[o], colour, alpha, cams)
+        lambert = torch.rand(v, 1, R, R, generator=g) * alpha
+        views[OBJECT_NAMES[o]] = ExemplarViews(OBJECT_NAMES[o], colour, alpha, cams, lambert, colour * lambert)
     return views
 
 
 def with_flag(weights, flag=0.0):
-    """Embedding rows from mixture weights [B, n_obj, n_groups] and a view flag."""
-    return torch.cat([weights.reshape(weights.shape[0], -1), torch.full((weights.shape[0], 1), flag)], 1)
+    """Embedding rows from mixture weights [B, n_obj, n_groups], a view flag, no camera, albedo."""
+    b = weights.shape[0]
+    return torch.cat([weights.reshape(b, -1), torch.full((b, 1), flag), torch.zeros(b, CAMERA_COLUMNS),
+                      torch.tensor([[0.0, 1.0]]).expand(b, 2)], 1)
 
 
 def brute_force_x0(views, x_t, t, weights, bg_mean, bg_std):
@@ -134,8 +140,9 @@ def test_chunking_does_not_change_the_result():
     views = tiny_views(groups=tuple([0] * 5 + [1] * 7 + [2] * 4))
     x_t = torch.randn(2, 3, R, R, generator=torch.Generator().manual_seed(2))
     t = torch.tensor([100, 600])
-    emb = torch.full((2, 2 * len(VIEW_GROUPS) + 1), 0.0)
+    emb = torch.full((2, 2 * len(VIEW_GROUPS) + 1 + CAMERA_COLUMNS + SHADING_COLUMNS), 0.0)
     emb[:, [0, 1, 2, 5, 6, 7]] = 1 / 6
+    emb[:, -1] = 1.0  # albedo, ambient 1
     big = ExemplarPrior(views, background="random").predict_noise(x_t, t, emb)
     small = ExemplarPrior(views, background="random", chunk_views=1).predict_noise(x_t, t, emb)
     torch.testing.assert_close(big, small, atol=1e-5, rtol=1e-5)
@@ -206,6 +213,9 @@ def test_encode_text_weights_and_interpolation():
     prior = ExemplarPrior(views, view_kernel_deg=None)
     names = list(views)
     emb = prior.encode_text([f"{names[0]}, front view", names[0], "", f"{names[1]}, back view"])
+    assert (emb[:, -CAMERA_COLUMNS - SHADING_COLUMNS:-SHADING_COLUMNS] == 0).all()  # no camera until with_cameras
+    assert (emb[:, -SHADING_COLUMNS:] == torch.tensor([0.0, 1.0])).all()  # albedo until with_shading
+    emb = emb[:, :-CAMERA_COLUMNS - SHADING_COLUMNS]
     flags, emb = emb[:, -1], emb[:, :-1].reshape(4, 2, -1)
     torch.testing.assert_close(flags, torch.tensor([1.0, 0.0, 0.0, 1.0]))
     counts = torch.tensor([2.0, 3.0, 1.0, 0.0, 0.0])
@@ -270,10 +280,115 @@ def test_bad_embeddings_and_prompts_are_rejected():
     from dreamfusion.errors import UserError
 
     prior = ExemplarPrior(tiny_views())
-    assert prior.embedding_dim == 2 * len(VIEW_GROUPS) + 1
+    assert prior.embedding_dim == 2 * len(VIEW_GROUPS) + 1 + CAMERA_COLUMNS + SHADING_COLUMNS
     # A view group without exemplars (no overhead cameras in range) falls back to all the object's views.
     torch.testing.assert_close(prior.encode_text([f"{OBJECT_NAMES[0]}, overhead view"]), prior.encode_text([OBJECT_NAMES[0]]))
     with pytest.raises(UserError, match="does not hold"):
         prior.encode_text([OBJECT_NAMES[3]])
     with pytest.raises(ValueError):
         prior.predict_noise(torch.zeros(1, 3, R, R), torch.tensor([10]), torch.zeros(1, prior.embedding_dim))
+
+
+def posed_views(polar, azimuth, n_objects=2):
+    """tiny_views whose cameras sit at the given angles (radius 3.2, fovy 40)."""
+    views = tiny_views(n_objects=n_objects, groups=tuple([0] * len(polar)))
+    cams = next(iter(views.values())).cameras
+    cams.polar, cams.azimuth = torch.tensor(polar, dtype=torch.float32), torch.tensor(azimuth, dtype=torch.float32)
+    cams.radius, cams.fovy = torch.full((len(polar),), 3.2), torch.full((len(polar),), 40.0)
+    return views
+
+
+def camera_batch(polar, azimuth, radius=3.2, fovy=40.0):
+    n = len(polar)
+    return make_batch(OrbitConfig(), torch.tensor(polar), torch.tensor(azimuth), torch.full((n,), radius),
+                      torch.full((n,), fovy), R, R)
+
+
+def test_camera_kernel_width_is_the_exemplar_spacing():
+    config = ExemplarViewConfig(count=384, polar_range=(30.0, 150.0), radius_range=(3.2, 3.2), fovy_range=(40.0, 40.0))
+    kernel = CameraKernel.from_config(config)
+    solid_angle = 2 * math.pi * (math.cos(math.radians(30)) - math.cos(math.radians(150)))
+    assert kernel.angle_deg == pytest.approx(math.degrees(math.sqrt(solid_angle / 384)))  # 9.6°
+    # Wherever the render is, the window (two widths) holds about 4π ≈ 12 exemplars.
+    cams = exemplar_cameras(config)
+    g = torch.Generator().manual_seed(0)
+    polar = torch.rad2deg(torch.acos(torch.empty(200).uniform_(-0.7, 0.7, generator=g)))
+    azimuth = torch.empty(200).uniform_(-180, 180, generator=g)
+    w = kernel.weights(cams, polar, azimuth, torch.full((200,), 3.2), torch.full((200,), 40.0))
+    in_window = (w > 0).sum(1).float()
+    assert 9 <= in_window.mean() <= 16 and in_window.min() >= 3
+    torch.testing.assert_close(w.sum(1), torch.ones(200))
+
+
+def test_camera_weights_are_the_gaussian_window():
+    views = posed_views([90.0, 90.0, 90.0, 60.0], [0.0, 5.0, 40.0, 0.0])
+    kernel = CameraKernel(angle_deg=10.0, size_width=0.05)
+    prior = ExemplarPrior(views, condition="camera", camera_kernel=kernel)
+    name = list(views)[0]
+    emb = prior.with_cameras(prior.encode_text(["", name]), camera_batch([90.0], [0.0]))
+    camera = emb[:, -CAMERA_COLUMNS - SHADING_COLUMNS:-SHADING_COLUMNS]
+    assert (camera == torch.tensor([1.0, 90.0, 0.0, 3.2, 40.0])).all()  # both rows get the camera
+    w = prior.exemplar_weights(emb)
+    k = torch.tensor([1.0, math.exp(-0.5 * 0.25), 0.0, 0.0])  # 0°, 5° (half a width), 40° and 30° are cut
+    torch.testing.assert_close(w[1, 0], k / k.sum())
+    assert w[1, 1].sum() == 0  # the other object gets nothing from a conditional prompt
+    torch.testing.assert_close(w[0].sum(0) / w[0].sum(), k / k.sum())  # unconditional: same window, all objects
+    # A render outside every window (from below) leans on its nearest exemplar rather than nothing.
+    below = prior.exemplar_weights(prior.with_cameras(prior.encode_text([name]), camera_batch([170.0], [0.0])))
+    assert below[0, 0].argmax() == 0 and torch.isfinite(below).all() and below.sum() == pytest.approx(1.0)
+
+
+def test_camera_conditioning_tells_elevations_apart_and_view_prompts_do_not():
+    """A noisy render of the view from above, taken by a camera below: view prompts ('front view')
+    accept the view from above; the camera-conditioned prior insists on the view from below."""
+    views = posed_views([60.0, 120.0], [0.0, 0.0], n_objects=1)
+    name = list(views)[0]
+    above = (views[name].colour[0] * 2 - 1)[None]  # exemplar 0 over black, in [-1, 1]
+    t = torch.tensor([20])
+    abar = scaled_linear_alphas_cumprod()[20]
+    x_t = abar.sqrt() * above + (1 - abar).sqrt() * 0.01 * torch.randn(1, 3, R, R, generator=torch.Generator().manual_seed(3))
+    view_prior = ExemplarPrior(views, background="black", view_kernel_deg=None)
+    x0_view = view_prior.predict_x0(x_t, t, view_prior.encode_text([f"{name}, front view"]))
+    torch.testing.assert_close(x0_view, above, atol=1e-3, rtol=0)
+    cam_prior = ExemplarPrior(views, background="black", condition="camera",
+                              camera_kernel=CameraKernel(angle_deg=10.0, size_width=0.05))
+    emb = cam_prior.with_cameras(cam_prior.encode_text([name]), camera_batch([120.0], [0.0]))
+    below = views[name].colour[1] * 2 - 1
+    torch.testing.assert_close(cam_prior.predict_x0(x_t, t, emb), below[None], atol=1e-3, rtol=0)
+
+
+def test_camera_windows_only_touch_their_exemplars():
+    """The denoiser restricted to the window's exemplars equals the full computation."""
+    polar = torch.linspace(40, 140, 12).tolist()
+    views = posed_views(polar, [0.0] * 12)
+    kernel = CameraKernel(angle_deg=15.0, size_width=0.05)
+    prior = ExemplarPrior(views, condition="camera", camera_kernel=kernel)
+    emb = prior.with_cameras(prior.encode_text(["", list(views)[0]]), camera_batch([75.0], [0.0]))
+    x_t = torch.randn(2, 3, R, R, generator=torch.Generator().manual_seed(4))
+    t = torch.tensor([500, 500])
+    pi = prior.exemplar_weights(emb)
+    assert 0 < (pi > 0).any(0).any(0).sum() < 12
+    entries = [(views[n].colour[i], views[n].alpha[i], float(pi[1, o, i])) for o, n in enumerate(views) for i in range(12)]
+    expected = brute_force_weighted(entries, x_t[1], 500, prior.background_mean, prior.background_std)
+    torch.testing.assert_close(prior.predict_x0(x_t, t, emb)[1].double(), expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("shading", ["lambertian", "textureless"])
+def test_shaded_denoiser_equals_brute_force_on_the_shaded_exemplars(shading):
+    """with_shading: the posterior is that of the exemplars shown in that shading and ambient:
+    lambertian = a·albedo + (1-a)·albedo·lambert, textureless = the same factor in grey."""
+    views = tiny_views()
+    prior = ExemplarPrior(views, background="random", view_kernel_deg=None)
+    name = list(views)[0]
+    emb = prior.with_shading(prior.encode_text([name]), shading, 0.3)
+    x_t = torch.randn(1, 3, R, R, generator=torch.Generator().manual_seed(5))
+    x0 = prior.predict_x0(x_t, torch.tensor([200]), emb)
+    v = views[name]
+    shaded = 0.3 * v.colour + 0.7 * v.lambert_albedo if shading == "lambertian" \
+        else (0.3 * v.alpha + 0.7 * v.lambert).expand(-1, 3, -1, -1)
+    entries = [(shaded[i], v.alpha[i], 1 / 6) for i in range(6)]
+    expected = brute_force_weighted(entries, x_t[0], 200, prior.background_mean, prior.background_std)
+    torch.testing.assert_close(x0[0].double(), expected, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError):
+        prior.predict_x0(x_t.expand(2, -1, -1, -1), torch.tensor([200, 200]),
+                         torch.cat([emb, prior.encode_text([name])]))  # rows must agree on the shading

@@ -7,7 +7,7 @@ import torch
 
 from dreamfusion.cameras import OrbitConfig, make_batch
 from dreamfusion.exemplar import sdf as S
-from dreamfusion.exemplar.metrics import evaluate_against_object, held_out_cameras, psnr, silhouette_iou
+from dreamfusion.exemplar.metrics import RingSpec, ViewRender, evaluation_cameras, ground_truth, psnr, score_views, silhouette_iou
 from dreamfusion.exemplar.objects import AnalyticObject, Part, get_object
 from dreamfusion.exemplar.render import render_cameras
 
@@ -86,26 +86,38 @@ def test_metrics_closed_forms():
 
 
 def test_ground_truth_render_scores_perfectly_and_perturbations_lower_it():
-    cams = held_out_cameras(3, 24)
+    cams = evaluation_cameras(RingSpec(size=24, polars=(75.0,), azimuths=3))
     obj = get_object("a mushroom")
     gt = render_cameras(obj, cams, supersample=1)
     assert torch.allclose(silhouette_iou(gt.alpha, gt.alpha), torch.ones(3))
-    shrunk = render_cameras(obj, held_out_cameras(3, 24, radius=3.6), supersample=1)  # farther: smaller
+    farther = evaluation_cameras(RingSpec(size=24, polars=(75.0,), azimuths=3, radius=4.0))
+    shrunk = render_cameras(obj, farther, supersample=1)  # farther: smaller
     iou = silhouette_iou(shrunk.alpha, gt.alpha)
     assert (iou < 0.95).all() and (iou > 0.5).all()
     assert (psnr(shrunk.rgb, gt.rgb) < 25).all()
 
 
-def test_evaluate_against_object_scores_the_truth_perfectly_and_a_wrong_object_badly():
-    def truth(cams):
-        out = render_cameras(get_object("a teapot"), cams, supersample=2)
-        return out.rgb, out.alpha
+def test_score_views_scores_the_truth_perfectly_and_a_wrong_object_badly():
+    spec = RingSpec(size=16, polars=(60.0, 120.0), azimuths=2)
+    cams = evaluation_cameras(spec)
+    teapot = ground_truth(get_object("a teapot"), cams, use_cache=False)
+    duck = ground_truth(get_object("a rubber duck"), cams, use_cache=False)
+    good = score_views(lambda c: ViewRender(teapot.rgb, teapot.alpha, teapot.normal), teapot, cams)
+    bad = score_views(lambda c: ViewRender(duck.rgb, duck.alpha, duck.normal), teapot, cams)
+    assert good["all"]["iou"] == 1.0 and good["all"]["psnr"] >= 99.0
+    assert bad["all"]["iou"] < 0.8 and bad["all"]["psnr"] < 20
 
-    def duck(cams):
-        out = render_cameras(get_object("a rubber duck"), cams, supersample=2)
-        return out.rgb, out.alpha
 
-    good = evaluate_against_object(truth, "a teapot", count=2, size=16)
-    bad = evaluate_against_object(duck, "a teapot", count=2, size=16)
-    assert good["iou_mean"] == 1.0 and good["psnr_mean"] >= 99.0
-    assert bad["iou_mean"] < 0.8 and bad["psnr_mean"] < 20
+def test_lambert_terms_give_the_shaded_images_for_any_ambient():
+    """One trace gives albedo, max(0, n·l) and albedo·max(0, n·l); mixing them with an ambient a
+    equals rendering lambertian / textureless with that ambient."""
+    cams = evaluation_cameras(RingSpec(size=12, polars=(60.0,), azimuths=2))
+    obj = get_object("a snowman")
+    light = torch.nn.functional.normalize(torch.tensor([[0.3, 0.8, 0.5], [-0.2, 0.5, 0.8]]), dim=-1)
+    terms = render_cameras(obj, cams, supersample=2, light_dirs=light, background=0.0)
+    for a in (0.2, 0.7):
+        lam = render_cameras(obj, cams, supersample=2, shading="lambertian", light_dirs=light, ambient=a, background=0.0)
+        tex = render_cameras(obj, cams, supersample=2, shading="textureless", light_dirs=light, ambient=a, background=0.0)
+        torch.testing.assert_close(a * terms.premultiplied + (1 - a) * terms.lambert_albedo, lam.premultiplied)
+        torch.testing.assert_close((a * terms.alpha + (1 - a) * terms.lambert)[..., None].expand(-1, -1, -1, 3),
+                                   tex.premultiplied)

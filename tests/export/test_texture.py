@@ -32,7 +32,7 @@ def test_unwrap_gives_uvs_in_unit_square_that_map_back_to_the_faces():
 def test_texel_positions_lie_on_their_triangles():
     vertices, faces = small_sphere()
     layout = unwrap_uv(vertices, faces, texture_size=128)
-    positions, mask = texel_positions(vertices, layout, 128)
+    positions, mask, _ = texel_positions(vertices, layout, 128)
     points = positions[mask].numpy()
     assert mask.float().mean() > 0.3  # the atlas is reasonably packed
     # Points on flat triangles of an inscribed polyhedron: radius between inradius and 0.6.

@@ -116,7 +116,9 @@ def test_cfg_scale_one_is_the_conditional_prediction(sd_prior, text_embeddings):
     sds = ScoreDistillation(sd_prior, SDSConfig(guidance_scale=1.0))
     out = sds.step_latents(latents, cfg_batch(text_embeddings, 2), t=t, noise=noise)
     eps_c = sd_prior.predict_noise(out.x_t, t, text_embeddings[1:].expand(2, -1, -1))
-    torch.testing.assert_close(out.eps_hat, eps_c, rtol=1e-5, atol=1e-6)
+    # The UNet runs on 4 rows there and 2 here; float32 GEMMs block by batch size on some CPUs
+    # (seen: 1.7e-4 relative). A wrong guidance formula would be off by O(1).
+    torch.testing.assert_close(out.eps_hat, eps_c, rtol=1e-3, atol=1e-5)
 
 
 def test_grad_scale_nan_inf_and_clip():

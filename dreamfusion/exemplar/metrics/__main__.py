@@ -1,0 +1,5 @@
+import sys
+
+from dreamfusion.exemplar.metrics.workspace import main
+
+sys.exit(main())
