@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import tempfile
 import time
@@ -92,6 +93,13 @@ def distil(prompt: str, workspace: Path, device: torch.device, extra: list[str],
     if code:
         raise SystemExit(f"{prompt}: dreamfusion exited with code {code}")
     return evaluate_workspace(workspace, device=device, spec=rings_covered(config.theta_range)), seconds
+
+
+def logged_seconds(workspace: str | Path) -> float:
+    """The training seconds a finished workspace logged (its last run), NaN if it logged none."""
+    log = Path(workspace) / "log_df.txt"
+    found = re.findall(r"training finished at step \d+ in ([0-9.]+) s", log.read_text()) if log.is_file() else []
+    return float(found[-1]) if found else float("nan")
 
 
 def summary_row(report: dict) -> dict:
@@ -183,7 +191,7 @@ def main() -> None:
             setting = saved["exemplar_condition"] + ("" if saved["view_prompt"] else ", no view prompt")
             if list(saved["theta_range"]) != [30.0, 150.0]:
                 setting += f", polar {saved['theta_range'][0]:g}-{saved['theta_range'][1]:g}"
-            rows.append({"object": report["object"], "setting": setting, "seed": saved["seed"], "seconds": 0.0,
+            rows.append({"object": report["object"], "setting": setting, "seed": saved["seed"], "seconds": logged_seconds(ws),
                          **summary_row(report)})
             reports.append({**json_report(report), "setting": setting, "seed": saved["seed"]})
     else:

@@ -195,7 +195,7 @@ class Config:
     view_prompt: bool = opt(True, "view-dependent prompting (--no-view_prompt turns it off)", "dreamfusion")
     compile: bool = opt(False, "torch.compile the hash-grid index math (faster on CPU after a ~10 s compile; needs a C compiler)", "dreamfusion")
     grid_size: int = opt(128, "occupancy-grid resolution of the fast path (-O / --cuda_ray)", "dreamfusion")
-    deferred_shading: bool = opt(False, "shade lambertian/textureless renders once per ray, with the normal at the ray's expected surface point, not at every sample (one normal per ray: shaded steps cost about what albedo steps do; the exemplar preset turns it on)", "dreamfusion")
+    deferred_shading: bool = opt(False, "shade lambertian/textureless renders once per ray, with the normal at the ray's expected surface point, not at every sample (one normal per ray: shaded steps cost about what albedo steps do)", "dreamfusion")
     log2_hashmap_size: int = opt(19, "log2 of the hash-table size per level", "dreamfusion")
     max_keep_ckpt: int = opt(2, "full checkpoints kept", "dreamfusion")
     texture_size: int = opt(2048, "baked albedo texture size", "dreamfusion")
@@ -261,8 +261,9 @@ def resolve(config: Config) -> Config:
             fovy = round(framing_fovy(nearest, min(1.05 * c.bound, 0.99 * nearest)), 2)
             c.fovy_range = [fovy, fovy]
             c.default_fovy = fovy
-            c.albedo_iter_ratio = 0.2
-            c.deferred_shading = True
+            # Albedo only: shaded exemplars are supported (--albedo_iter_ratio < 1), but on the
+            # seven objects they gave no better geometry and cost 80 % more time (docs/exemplar.md).
+            c.albedo_iter_ratio = 1.0
             c.guidance_scale = 7.5
         c.bg_radius = -1.0  # the prior integrates out a flat background colour; a background net could cheat
     if c.exp_start_iter is None:
