@@ -135,7 +135,10 @@ def print_table(rows: list[dict]) -> None:
     for (obj, setting), runs in groups.items():
         cells = []
         for key, _, digits in COLUMNS:
-            values = [r[key] for r in runs]
+            values = [r[key] for r in runs if r[key] == r[key]]  # NaN: not logged (an evaluated workspace)
+            if not values:
+                cells.append("—")
+                continue
             mean = statistics.mean(values)
             spread = f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else ""
             cells.append(f"{mean:.{digits}f}{spread}")
