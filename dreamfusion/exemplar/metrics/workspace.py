@@ -59,15 +59,15 @@ def field_renderer(scene, device: torch.device | str):
         H, W = cameras.height, cameras.width
         rays_o, rays_d = cameras.to(device).rays()
         for i in range(rays_o.shape[0]):
-            o, d = rays_o[i:i + 1], rays_d[i:i + 1]
-            out = scene.render(o, d, shading="albedo", ambient_ratio=1.0, bg_color=torch.ones(3, device=device),
-                               perturb=False, training=False)
-            alpha = out["weights_sum"].reshape(-1).float()
-            depth = out["depth"].reshape(-1).float() / alpha.clamp_min(1e-6)  # planar depth of the surface
-            points = (o[0] + d[0] * depth[:, None]).clamp(-scene.field.bound, scene.field.bound)
+            out = scene.render(rays_o[i:i + 1], rays_d[i:i + 1], shading="albedo", ambient_ratio=1.0,
+                               bg_color=torch.ones(3, device=device), perturb=False, training=False,
+                               need_normal_image=True)
+            alpha = out["weights_sum"].reshape(H, W).float()
+            # The scene's normal image is opacity * (n + 1) / 2, n at the expected surface point.
+            normal = 2.0 * out["normal_image"].reshape(H, W, 3).float() / alpha[..., None].clamp_min(1e-6) - 1.0
             rgbs.append(out["image"].reshape(H, W, 3).float())
-            alphas.append(alpha.reshape(H, W))
-            normals.append(scene.field.normal(points).reshape(H, W, 3).float())
+            alphas.append(alpha)
+            normals.append(torch.nn.functional.normalize(normal, dim=-1))
         return ViewRender(torch.stack(rgbs).cpu(), torch.stack(alphas).cpu(), torch.stack(normals).cpu())
 
     return render
