@@ -27,6 +27,7 @@ import torch
 
 from dreamfusion.cli import export_main, load_saved_config, parse_config, run
 from dreamfusion.devices import select_device
+from dreamfusion.errors import UserError
 from dreamfusion.exemplar.metrics import RingSpec, evaluate_workspace, json_report
 from dreamfusion.exemplar.metrics.geometry import object_surface_points
 from dreamfusion.exemplar.metrics.views import border_coverage, check_orbit_frames
@@ -65,8 +66,6 @@ def check_framing(config, prompt: str) -> None:
         orbit_from_config(config), count=6 * config.exemplar_views, resolution=config.exemplar_resolution))
     edge = border_coverage(views.alpha[:, 0])
     if bool((edge > 1e-3).any()):
-        from dreamfusion.errors import UserError
-
         raise UserError(f"exemplar views of {obj.name!r}: the object touches the border in {int((edge > 1e-3).sum())} views")
 
 
@@ -233,4 +232,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as error:  # a bad workspace or option: one line, no traceback
+        raise SystemExit(f"error: {error}") from None
