@@ -196,19 +196,17 @@ def extract_density_surface(
             points_per_chunk=config.grid_points_per_chunk, progress=progress,
         )
     level = config.density_thresh
+    hidden_voxels = 0
     if config.surface == "visible" and (grid > level).any():
         with _timed(timings, "enclosed space"):
             hidden = enclosed_space(grid > level, device=device)
             grid = np.where(hidden, np.float32(level + max(abs(level), 1.0)), grid)
-            if stats is not None:
-                stats.hidden_voxels = int(hidden.sum())
+            hidden_voxels = int(hidden.sum())
     with _timed(timings, "solidify"):
         grid, changed = solidify_grid(grid, level, fill_voids=config.fill_voids,
                                       min_piece_volume=config.min_piece_volume)
-        if stats is not None:
-            hidden = stats.hidden_voxels
-            vars(stats).update(vars(changed))
-            stats.hidden_voxels = hidden
+    if stats is not None:
+        vars(stats).update(vars(changed), hidden_voxels=hidden_voxels)
     with _timed(timings, "marching cubes"):
         return extract_isosurface(
             grid, level, config.bound, close_boundary=config.close_boundary,
