@@ -29,11 +29,14 @@ Safety rules:
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
+import pickle
 import random
 import re
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +46,7 @@ import numpy as np
 import torch
 
 from dreamfusion.errors import UserError
+from dreamfusion.pause_points import pause_point
 
 FORMAT = "dreamfusion-checkpoint-1"
 _EPOCH_FILE = re.compile(r"^(?P<name>.+)_ep(?P<epoch>\d{4,})\.pth$")
@@ -52,10 +56,14 @@ _EPOCH_FILE = re.compile(r"^(?P<name>.+)_ep(?P<epoch>\d{4,})\.pth$")
 
 
 def capture_rng_state() -> dict[str, Any]:
-    """States of every global random generator a run draws from (python, numpy, torch, CUDA)."""
+    """States of every global random generator a run draws from (python, numpy, torch, CUDA), as
+    tensors and plain numbers only, so a checkpoint loads with ``torch.load(weights_only=True)``."""
+    version, words, gauss = random.getstate()
+    _, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": {"version": int(version), "state": torch.tensor(words, dtype=torch.int64), "gauss": gauss},
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+                  "cached_gaussian": float(cached)},
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -64,12 +72,34 @@ def capture_rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
-    """Inverse of :func:`capture_rng_state` (the CUDA part only when this machine has the devices)."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    """Inverse of :func:`capture_rng_state` (the CUDA part only when this machine has the devices).
+    Also takes the tuples older checkpoints stored (``random.getstate()``, ``np.random.get_state()``)."""
+    python, numpy_state = _plain_rng(state)
+    random.setstate(python)
+    np.random.set_state(numpy_state)
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) <= torch.cuda.device_count():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def _plain_rng(state: dict[str, Any]) -> tuple[tuple, tuple]:
+    python, numpy_state = state["python"], state["numpy"]
+    if isinstance(python, dict):
+        python = (python["version"], tuple(int(v) for v in python["state"].tolist()), python["gauss"])
+    if isinstance(numpy_state, dict):
+        keys = np.asarray(numpy_state["keys"].cpu().numpy(), dtype=np.uint32)
+        numpy_state = ("MT19937", keys, numpy_state["pos"], numpy_state["has_gauss"], numpy_state["cached_gaussian"])
+    return python, numpy_state
+
+
+def _tensor_rng(state: dict[str, Any]) -> dict[str, Any]:
+    """An RNG state of either form, in the tensor form :func:`capture_rng_state` writes."""
+    (version, words, gauss), (_, keys, pos, has_gauss, cached) = _plain_rng(state)
+    converted = dict(state)
+    converted["python"] = {"version": int(version), "state": torch.tensor(words, dtype=torch.int64), "gauss": gauss}
+    converted["numpy"] = {"keys": torch.from_numpy(np.asarray(keys).astype(np.int64)), "pos": int(pos),
+                          "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    return converted
 
 
 # ---------------------------------------------------------------------------------- atomic save
@@ -87,6 +117,7 @@ def atomic_save(obj: Any, path: Path) -> None:
             handle.write(buffer.getbuffer())
             handle.flush()
             os.fsync(handle.fileno())
+        pause_point("checkpoint")
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -108,21 +139,78 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
-    """Read a checkpoint; any unreadable or foreign file raises :class:`UserError` (one line)."""
+# What checkpoints written before the tensor-only RNG state pickled besides tensors: numpy's RNG
+# state array. Only these globals are allowed when such a file is converted; anything else is refused.
+_LEGACY_GLOBALS = ("numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct", "numpy.ndarray",
+                   "numpy.dtype", "numpy.dtypes.UInt32DType")
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu",
+                    log: Callable[[str], None] | None = None, rewrite: bool = True) -> dict:
+    """Read a checkpoint with ``torch.load(weights_only=True)``: tensors and plain values only, so a
+    file cannot run code. A checkpoint of an earlier version (numpy arrays in its RNG state) is
+    converted once (rewritten in place when its folder is writable and ``rewrite``; ``log`` gets a
+    line saying so).
+    An unreadable, foreign or code-carrying file raises :class:`UserError` (one line)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        state = _load_legacy(path, map_location, log, error, rewrite)
     except Exception as error:  # noqa: BLE001 - any failure to unpickle means the file is unusable
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(
-            f"checkpoint {path} is unreadable ({reason[:120]}); it was left in place: delete or rename "
-            f"it, pass another file with --ckpt <path>, or start over with --ckpt scratch") from None
+        raise _unreadable(path, error) from None
     if not isinstance(state, dict) or "model" not in state:
         raise UserError(f"checkpoint {path} holds no model weights; it is not a dreamfusion checkpoint")
     return state
+
+
+def _unreadable(path: Path, error: BaseException) -> UserError:
+    text = str(error)
+    if "WeightsUnpickler error:" in text:  # torch's long advice text; the cause follows this marker
+        text = text.split("WeightsUnpickler error:", 1)[1]
+        text = "not a torch checkpoint: " + (text.strip().splitlines() or ["?"])[0]
+    reason = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return UserError(f"checkpoint {path} is unreadable ({reason[:120]}); it was left in place: delete or rename "
+                     f"it, pass another file with --ckpt <path>, or start over with --ckpt scratch")
+
+
+def _load_legacy(path: Path, map_location, log: Callable[[str], None] | None, first: Exception,
+                 rewrite: bool = True) -> dict:
+    """The one-time conversion of an older checkpoint (see :func:`load_checkpoint`); ``first`` is
+    the error of the plain load, reported when the file is not a checkpoint at all."""
+    try:
+        needed = set(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    except Exception:  # noqa: BLE001 - not a torch.save zip file
+        raise _unreadable(path, first) from None
+    foreign = sorted(needed - set(_LEGACY_GLOBALS))
+    if foreign:
+        raise UserError(f"checkpoint {path} refused: loading it would run code it names ({', '.join(foreign[:3])}); "
+                        f"dreamfusion loads checkpoints with weights_only=True (tensors and plain values only)")
+    allowed = [_resolve_global(name) for name in _LEGACY_GLOBALS]  # dtype classes are not listed as needed
+    try:
+        with torch.serialization.safe_globals([g for g in allowed if g is not None]):
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # noqa: BLE001
+        raise _unreadable(path, error) from None
+    if isinstance(state, dict) and isinstance(state.get("rng"), dict):
+        state["rng"] = _tensor_rng(state["rng"])
+    note = (log or (lambda line: print(line, file=sys.stderr)))
+    if rewrite and os.access(path.parent, os.W_OK):
+        atomic_save(state, path)
+        note(f"converted {path} to the tensor-only checkpoint format (once; it loads with weights_only=True)")
+    else:
+        note(f"converted {path} in memory to the tensor-only checkpoint format (not rewritten)")
+    return state
+
+
+def _resolve_global(name: str):
+    module, _, attr = name.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError):
+        return None
 
 
 # ------------------------------------------------------------------------------------- manager

@@ -10,9 +10,9 @@ import argparse
 import dataclasses
 import os
 import shlex
-import shutil
 import sys
 import typing
+import warnings
 from pathlib import Path
 
 import yaml
@@ -105,8 +105,8 @@ def parse_config(argv: list[str]) -> Config:
     return resolve(Config(**vars(namespace)))
 
 
-def prepare_workspace(path: str) -> Path:
-    """Check that ``path`` can hold outputs, then create it. Raises UserError before writing anything."""
+def check_workspace(path: str) -> Path:
+    """Check that ``path`` can hold outputs, without creating it (raises UserError)."""
     workspace = Path(path).expanduser()
     if workspace.exists():
         if not workspace.is_dir():
@@ -119,6 +119,12 @@ def prepare_workspace(path: str) -> Path:
             parent = parent.parent
         if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
             raise UserError(f"--workspace {path}: cannot create it ({parent} is not writable)")
+    return workspace
+
+
+def prepare_workspace(path: str) -> Path:
+    """Check that ``path`` can hold outputs, then create it. Raises UserError before writing anything."""
+    workspace = check_workspace(path)
     try:
         workspace.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -159,18 +165,23 @@ def _check_mode(config: Config) -> None:
 def run(config: Config) -> int:
     """Dispatch a resolved config to training, test or six-view rendering.
 
-    A run that fails on bad input leaves the workspace as it found it: a workspace it created is
-    removed again, and a config file it replaced is restored.
+    A run that fails before it really starts (bad input found while loading) leaves the workspace
+    as it found it, byte for byte (:class:`~dreamfusion.workspace_guard.WorkspaceGuard`).
     """
     _check_mode(config)
     from .devices import seed_everything, select_device
+    from .workspace_guard import WorkspaceGuard
+
+    from .memory import check_memory
 
     device = select_device(config.device)  # fails before anything is written
-    existed = Path(config.workspace).expanduser().exists()
-    workspace = prepare_workspace(config.workspace)
+    check_workspace(config.workspace)
+    estimate = check_memory(config, device)
+    if config.dry_run:
+        return dry_run(config, device, estimate)
     name = "config_test.yaml" if (config.test or config.six_views) else "config.yaml"
-    previous = (workspace / name).read_bytes() if (workspace / name).is_file() else None
-    try:
+    with WorkspaceGuard(config.workspace):
+        workspace = prepare_workspace(config.workspace)
         if config.seed is not None:
             seed_everything(config.seed)
         try:
@@ -181,12 +192,38 @@ def run(config: Config) -> int:
         if config.six_views:
             return training.six_views(config, device)
         return training.test(config, device) if config.test else training.train(config, device)
-    except UserError:
-        if not existed:
-            shutil.rmtree(workspace, ignore_errors=True)
-        elif previous is not None:
-            _atomic_write(workspace / name, previous)
-        raise
+
+
+def dry_run(config: Config, device, estimate) -> int:
+    """``--dry_run``: the checks a run makes before writing (checkpoint and reference images read,
+    not just found), then a short report on stdout. Writes nothing."""
+    from .checkpoints import CheckpointManager, load_checkpoint
+    from .memory import GB, available_memory
+
+    workspace = Path(config.workspace).expanduser()
+    mode = "six views of" if config.six_views else "test renders of" if config.test else "train"
+    what = config.text if config.text is not None else config.image
+    lines = [f"dry run: {mode} {what!r} on {device} in {workspace}" if what else f"dry run: {mode} {workspace} on {device}"]
+    resolved = CheckpointManager(workspace, "df", log=lambda *_: None).resolve(config.ckpt)
+    if resolved.path is not None:
+        state = load_checkpoint(resolved.path, log=lambda *_: None, rewrite=False)
+        lines.append(f"checkpoint: {resolved.path} (step {int(state.get('global_step', 0))})")
+    elif config.test or config.six_views:
+        raise UserError(f"no checkpoint found in {workspace / 'checkpoints'} (train first, or pass --ckpt <path>)")
+    else:
+        lines.append("checkpoint: none, starts from scratch" + (" (existing ones would be set aside)"
+                                                                 if workspace.is_dir() else ""))
+    if config.references:
+        from .training.reference import ReferenceImages
+
+        ReferenceImages.load(config.references, config.h, config.w)
+        lines.append(f"reference images: {len(config.references)} read")
+    have = available_memory(device)
+    lines.append(f"memory: about {estimate.peak / GB:.1f} GB at the peak ({estimate.largest_part()})"
+                 + (f", {have / GB:.1f} GB available" if have is not None else ""))
+    lines.append("nothing was written")
+    print("\n".join(lines))
+    return 0
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -206,6 +243,7 @@ def export_main(argv: list[str]) -> int:
     parser.add_argument("--mesh_surface", choices=("visible", "density"), default=None,
                         help="visible: level read off the renders, hidden space filled (default); density: density > --density_thresh")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     args = parser.parse_args(argv)
     workspace = Path(args.workspace)
     if not workspace.is_dir():
@@ -222,13 +260,18 @@ def export_main(argv: list[str]) -> int:
         from .training import export_workspace
     except ImportError as error:
         raise UserError(f"mesh export is not available in this installation ({error})") from None
-    return export_workspace(config, device)
+    from .workspace_guard import WorkspaceGuard
+
+    with WorkspaceGuard(workspace):
+        return export_workspace(config, device)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # transformers warns on import about the torchvision backends we deliberately do not install
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # huggingface_hub warns about an argument diffusers still passes; it is not the user's business
+    warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
     try:
         if argv and argv[0] == "export":
             return export_main(argv[1:])
@@ -239,6 +282,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # noqa: BLE001 - a bug or an environment problem: still one line
+        if _debugging(argv):
+            raise
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
+        print(f"{PROG}: error: {type(error).__name__}: {reason} (unexpected; run again with --debug or "
+              f"DREAMFUSION_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
+        return 1
+
+
+def _debugging(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("DREAMFUSION_DEBUG", "") not in ("", "0")
 
 
 if __name__ == "__main__":

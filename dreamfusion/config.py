@@ -81,7 +81,7 @@ class Config:
     front_decay_factor: float = opt(2.0, "Perp-Neg decay of the front prompt weight", "guidance")
     side_decay_factor: float = opt(10.0, "Perp-Neg decay of the side prompt weight", "guidance")
     zero123_config: str = opt("./pretrained/zero123/sd-objaverse-finetune-c_concat-256.yaml", "zero123 LDM config (accepted for compatibility; dreamfusion loads the diffusers layout)", "guidance")
-    zero123_ckpt: str = opt("pretrained/zero123/zero123-xl.ckpt", "zero123 weights: a diffusers-format folder or hub id", "guidance")
+    zero123_ckpt: str = opt("kxic/zero123-xl", "zero123 weights: a hub id or a diffusers-format folder (stable-dreamfusion took the original .ckpt file here; its diffusers conversion is kxic/zero123-xl)", "guidance")
     zero123_grad_scale: str = opt("angle", "scale zero123 SDS by the angle to the nearest reference ('angle') or not ('None')", "guidance", choices=("angle", "None"))
 
     # ---- image conditioning (spec §2.3)
@@ -157,6 +157,7 @@ class Config:
     lambda_entropy: float = opt(1e-3, "alpha entropy (ramped)", "losses")
     lambda_opacity: float = opt(0.0, "mean squared opacity", "losses")
     lambda_orient: float = opt(1e-2, "orientation loss", "losses")
+    lambda_distortion: float = opt(0.0, "distortion loss (mip-NeRF 360): how far apart each ray's weight is spread; sharpens foggy surfaces", "losses")
     lambda_tv: float = opt(0.0, "hash-grid total variation (ramped)", "losses")
     lambda_wd: float = opt(0.0, "hash-grid weight decay", "losses")
     lambda_mesh_normal: float = opt(0.5, "DMTet face-normal consistency", "losses")
@@ -192,6 +193,8 @@ class Config:
     if_key: str = opt("DeepFloyd/IF-I-XL-v1.0", "hub id or local folder of DeepFloyd IF stage I (--IF)", "dreamfusion")
     clip_key: str = opt("openai/clip-vit-base-patch16", "hub id or local folder of the CLIP model (clip guidance)", "dreamfusion")
     device: str = opt("auto", "auto | cpu | cuda | cuda:N | mps", "dreamfusion")
+    dry_run: bool = opt(False, "check everything (options, files, checkpoint, workspace, memory), say what the run would do, and write nothing", "dreamfusion")
+    debug: bool = opt(False, "show the traceback of an unexpected error (also DREAMFUSION_DEBUG=1)", "dreamfusion")
     view_prompt: bool = opt(True, "view-dependent prompting (--no-view_prompt turns it off)", "dreamfusion")
     compile: bool = opt(False, "torch.compile the hash-grid index math (faster on CPU after a ~10 s compile; needs a C compiler)", "dreamfusion")
     grid_size: int = opt(128, "occupancy-grid resolution of the fast path (-O / --cuda_ray)", "dreamfusion")
@@ -309,6 +312,15 @@ def resolve(config: Config) -> Config:
     return c
 
 
+def _is_utf8(text: str) -> bool:
+    """False for strings holding undecodable bytes (Python maps them to lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_features(c: Config) -> None:
     """Refuse options whose feature is not built, with one line naming it."""
     from .errors import FeatureNotBuiltError
@@ -319,6 +331,15 @@ def check_features(c: Config) -> None:
 
 
 def _validate(c: Config) -> None:
+    for f in fields(c):
+        value = getattr(c, f.name)
+        flag = f.metadata.get("flag") or f"--{f.name}"
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"{flag} must be a finite number, got {value}")
+        for text in ([value] if isinstance(value, str) else value if isinstance(value, list) else []):
+            if isinstance(text, str) and not _is_utf8(text):
+                shown = text.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+                raise UserError(f"{flag} is not valid UTF-8 text: '{shown[:60]}' (check the shell's quoting and locale)")
     for name in RANGE_FIELDS:
         value = getattr(c, name)
         if len(value) != 2:

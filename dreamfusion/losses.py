@@ -81,6 +81,43 @@ def orientation_loss(weights: Tensor, normals: Tensor, dirs: Tensor) -> Tensor:
     return (weights.detach().float() * facing**2).sum(-1).mean()
 
 
+def distortion_loss(weights: Tensor, midpoints: Tensor, lengths: Tensor) -> Tensor:
+    """mip-NeRF 360's distortion loss, per ray, averaged over rays: how far apart the ray's weight is
+    spread. A ray whose weight sits in one thin interval costs ~0; fog of total weight 1 spread evenly
+    over a depth L costs L/3. It sharpens a foggy surface into a thin one without moving it.
+
+    ``Σ_ij w_i w_j |m_i - m_j| + Σ_i w_i² δ_i / 3``, with the pair sum in O(S) from running sums.
+
+    Args:
+        weights: ``[R, S]`` compositing weights; midpoints: ``[R, S]`` metric distances of the
+            intervals' centres along the ray, ascending; lengths: ``[R, S]`` metric interval lengths.
+    """
+    w, m = weights.float(), midpoints.float()
+    w_before = torch.cumsum(w, -1) - w  # Σ_{j<i} w_j
+    wm_before = torch.cumsum(w * m, -1) - w * m  # Σ_{j<i} w_j m_j
+    pairs = 2.0 * (w * (m * w_before - wm_before)).sum(-1)
+    return (pairs + (w ** 2 * lengths.float()).sum(-1) / 3.0).mean()
+
+
+def distortion_loss_packed(weights: Tensor, midpoints: Tensor, lengths: Tensor, ray_index: Tensor,
+                           n_rays: int) -> Tensor:
+    """`distortion_loss` for packed samples ``[M]`` sorted by ray (``ray_index`` [M], ascending) and
+    by distance within a ray; rays without samples count as zeros in the mean over ``n_rays``."""
+    w, m = weights.float(), midpoints.float()
+    if w.numel() == 0:
+        return w.sum()
+    counts = torch.bincount(ray_index, minlength=n_rays)
+    start = (torch.cumsum(counts, 0) - counts)[ray_index]  # index of each sample's first sibling
+
+    def before(x: Tensor) -> Tensor:  # Σ over earlier samples of the same ray (float64: a running
+        run = torch.cumsum(x.double(), 0)  # sum over all rays minus another would lose the digits)
+        return (run - run[start] - x.double() + x[start].double()).float()
+
+    pairs = 2.0 * w * (m * before(w) - before(w * m))
+    per_sample = pairs + w ** 2 * lengths.float() / 3.0
+    return per_sample.sum() / n_rays
+
+
 def normal_smoothness_2d(normal_image: Tensor) -> Tensor:
     """Squared finite differences of a rendered normal image along rows and columns.
 

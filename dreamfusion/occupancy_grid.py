@@ -190,7 +190,7 @@ def composite_packed(
 
 def march_and_composite(
     renderer, rays_o: Tensor, rays_d: Tensor, light_d: Tensor, ambient_ratio=1.0, shading="albedo", perturb=False,
-    need_orient_loss=False, need_normal_perturb_loss=False, generator=None,
+    need_orient_loss=False, need_normal_perturb_loss=False, need_distortion_loss=False, generator=None,
 ) -> dict[str, Tensor]:
     """The fast path of :meth:`VolumeRenderer.render` (no background mixing). rays [B, N, 3]."""
     c, grid, field = renderer.config, renderer.occupancy, renderer.field
@@ -232,10 +232,17 @@ def march_and_composite(
         out["normal_image"] = zeros(3).index_add(0, idx, weights.unsqueeze(-1) * (normals + 1) / 2).view(B, N, 3)
         if need_orient_loss:
             # CUDA-path normalisation: mean over samples (the naive path sums per ray).
-            orient = weights.detach() * (normals * dirs[idx]).sum(-1).clamp(min=0) ** 2
-            out["loss_orient"] = orient.mean() if orient.numel() else orient.sum()
+            from .losses import orientation_loss
+
+            # each packed sample as a ray of one sample: the mean over samples
+            out["loss_orient"] = orientation_loss(weights[:, None], normals[:, None], dirs[idx]) if weights.numel() \
+                else weights.sum()
         if need_normal_perturb_loss:
             out["loss_normal_perturb"] = renderer._normal_perturb_loss(xyzs[keep], normals, generator) if normals.numel() else normals.sum()
+    if need_distortion_loss:
+        from .losses import distortion_loss_packed
+
+        out["loss_distortion"] = distortion_loss_packed(weights, t[keep] + dt[keep] / 2, dt[keep], idx, n_rays)
     return out
 
 

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from .errors import UserError
 from .fields import SHADINGS, NeRFField, safe_normalize
+from .losses import distortion_loss, normal_smoothness_3d, orientation_loss
 
 
 @dataclass
@@ -173,6 +174,7 @@ class VolumeRenderer(nn.Module):
         staged: bool = False,
         need_orient_loss: bool = False,
         need_normal_perturb_loss: bool = False,
+        need_distortion_loss: bool = False,
         generator: torch.Generator | None = None,
     ) -> dict[str, Tensor]:
         """Render rays ``rays_o, rays_d: [B, N, 3]`` (fast path when ``config.cuda_ray``).
@@ -187,6 +189,7 @@ class VolumeRenderer(nn.Module):
                 losses are not returned).
             need_orient_loss / need_normal_perturb_loss: also return ``loss_orient`` and
                 ``loss_normal_perturb`` (need normals, i.e. shading != 'albedo').
+            need_distortion_loss: also return ``loss_distortion`` (`losses.distortion_loss`).
         Returns:
             dict with ``image`` [B, N, 3], ``depth`` [B, N] (planar depth), ``weights_sum`` [B, N],
             ``weights`` (per-sample weights: [B, N, S] for ``run``, packed [M] for the fast path),
@@ -204,7 +207,8 @@ class VolumeRenderer(nn.Module):
         kwargs = dict(ambient_ratio=ambient_ratio, shading=shading, perturb=perturb, generator=generator)
         run = self.run_fast if self.config.cuda_ray else self.run
         if not staged:
-            out = run(rays_o, rays_d, light_d, need_orient_loss=need_orient_loss, need_normal_perturb_loss=need_normal_perturb_loss, **kwargs)
+            out = run(rays_o, rays_d, light_d, need_orient_loss=need_orient_loss,
+                      need_normal_perturb_loss=need_normal_perturb_loss, need_distortion_loss=need_distortion_loss, **kwargs)
         else:
             chunk = self.config.max_ray_batch
             parts: dict[str, list[Tensor]] = {}
@@ -251,12 +255,12 @@ class VolumeRenderer(nn.Module):
     def _normal_perturb_loss(self, xyzs: Tensor, normals: Tensor, generator=None) -> Tensor:
         """Mean |n(x) - n(x + N(0, 0.01^2))| (3D normal smoothness)."""
         noise = torch.randn(xyzs.shape, device=xyzs.device, dtype=xyzs.dtype, generator=generator) * 1e-2
-        return (normals - self.field.normal((xyzs + noise).clamp(-self.bound, self.bound))).abs().mean()
+        return normal_smoothness_3d(normals, self.field.normal((xyzs + noise).clamp(-self.bound, self.bound)))
 
     # ------------------------------------------------------------------ naive path
     def run(
         self, rays_o, rays_d, light_d, ambient_ratio=1.0, shading="albedo", perturb=False,
-        need_orient_loss=False, need_normal_perturb_loss=False, generator=None,
+        need_orient_loss=False, need_normal_perturb_loss=False, need_distortion_loss=False, generator=None,
     ) -> dict[str, Tensor]:
         """stable-dreamfusion's ``run`` (no background mixing; :meth:`render` adds it).
 
@@ -270,15 +274,15 @@ class VolumeRenderer(nn.Module):
         hit = far > near
         if bool(hit.all()):
             out = self._march(o, d, near, far, light, ambient_ratio, shading, perturb, need_orient_loss,
-                              need_normal_perturb_loss, generator)
+                              need_normal_perturb_loss, need_distortion_loss, generator)
         else:
             idx = hit.nonzero().squeeze(-1)
             part = self._march(o[idx], d[idx], near[idx], far[idx], light[idx], ambient_ratio, shading, perturb,
-                               need_orient_loss, need_normal_perturb_loss, generator)
+                               need_orient_loss, need_normal_perturb_loss, need_distortion_loss, generator)
             out = {}
             for key, value in part.items():
                 if key.startswith("loss_"):
-                    # Means over the hit rays (orientation) or their samples (normal smoothness),
+                    # Means over the hit rays (orientation, distortion) or their samples (normal smoothness),
                     # rescaled to means over all rays, as if the misses contributed zeros.
                     out[key] = value * (idx.numel() / hit.numel())
                     continue
@@ -290,13 +294,13 @@ class VolumeRenderer(nn.Module):
         for key in ("normal_image",):
             if key in out:
                 result[key] = out[key].view(B, N, 3)
-        for key in ("loss_orient", "loss_normal_perturb"):
+        for key in ("loss_orient", "loss_normal_perturb", "loss_distortion"):
             if key in out:
                 result[key] = out[key]
         return result
 
     def _march(self, o, d, near, far, light_rays, ambient_ratio, shading, perturb, need_orient_loss,
-               need_normal_perturb_loss, generator) -> dict[str, Tensor]:
+               need_normal_perturb_loss, need_distortion_loss, generator) -> dict[str, Tensor]:
         """March flat rays o, d [R, 3] between near, far [R]; light per ray [R, 3]. Outputs are flat."""
         c, field = self.config, self.field
         R = o.shape[0]
@@ -327,8 +331,20 @@ class VolumeRenderer(nn.Module):
         dirs = safe_normalize(d)[:, None].expand(-1, S, -1)
         light = light_rays[:, None].expand(-1, S, -1)
         if c.deferred_shading and shading != "albedo":
-            return self._deferred(o, d, z, xyzs, dirs, sample_dist, d_len, light_rays, ambient_ratio, shading,
-                                  need_orient_loss, need_normal_perturb_loss, generator)
+            out = self._deferred(o, d, z, xyzs, dirs, sample_dist, d_len, light_rays, ambient_ratio, shading,
+                                 need_orient_loss, need_normal_perturb_loss, generator)
+        else:
+            out = self._shade_and_composite(z, xyzs, dirs, sample_dist, d_len, light, ambient_ratio, shading,
+                                            need_orient_loss, need_normal_perturb_loss, generator)
+        if need_distortion_loss:
+            deltas = torch.cat([z[:, 1:] - z[:, :-1], sample_dist], -1) * d_len
+            out["loss_distortion"] = distortion_loss(out["weights"], z * d_len + deltas / 2, deltas)
+        return out
+
+    def _shade_and_composite(self, z, xyzs, dirs, sample_dist, d_len, light, ambient_ratio, shading, need_orient_loss,
+                             need_normal_perturb_loss, generator) -> dict[str, Tensor]:
+        """Shade every sample and composite: flat outputs for rays [R] with samples z [R, S]."""
+        R, S = z.shape
         sigma, rgbs, normals = self._shade(xyzs.reshape(-1, 3), dirs.reshape(-1, 3), light.reshape(-1, 3), ambient_ratio, shading)
         deltas = torch.cat([z[:, 1:] - z[:, :-1], sample_dist], -1) * d_len
         weights = composite(sigma.view(R, S), deltas)  # [R, S]
@@ -343,8 +359,7 @@ class VolumeRenderer(nn.Module):
             normals = normals.view(R, S, 3)
             out["normal_image"] = (weights.unsqueeze(-1) * (normals + 1) / 2).sum(1)
             if need_orient_loss:
-                orient = weights.detach() * (normals * dirs).sum(-1).clamp(min=0) ** 2
-                out["loss_orient"] = orient.sum(-1).mean()
+                out["loss_orient"] = orientation_loss(weights, normals, dirs)
             if need_normal_perturb_loss:
                 out["loss_normal_perturb"] = self._normal_perturb_loss(xyzs.reshape(-1, 3), normals.reshape(-1, 3), generator)
         return out
@@ -376,7 +391,8 @@ class VolumeRenderer(nn.Module):
         out = {"image": image, "depth": depth, "weights_sum": opacity, "weights": weights, "normal_image": normal_image}
         view = dirs[:, 0]
         if need_orient_loss:
-            out["loss_orient"] = (opacity.detach() * (normal * view).sum(-1).clamp(min=0) ** 2).mean()
+            # one "sample" per ray: the expected surface point, weighted by the opacity
+            out["loss_orient"] = orientation_loss(opacity[:, None], normal[:, None], view)
         if need_normal_perturb_loss:
             out["loss_normal_perturb"] = self._normal_perturb_loss(points, normal, generator)
         return out
@@ -384,7 +400,7 @@ class VolumeRenderer(nn.Module):
     # ------------------------------------------------------------------ fast path
     def run_fast(
         self, rays_o, rays_d, light_d, ambient_ratio=1.0, shading="albedo", perturb=False,
-        need_orient_loss=False, need_normal_perturb_loss=False, generator=None,
+        need_orient_loss=False, need_normal_perturb_loss=False, need_distortion_loss=False, generator=None,
     ) -> dict[str, Tensor]:
         """Occupancy-grid marching (``--cuda_ray``); see :mod:`dreamfusion.occupancy_grid`."""
         from .occupancy_grid import march_and_composite
@@ -394,5 +410,6 @@ class VolumeRenderer(nn.Module):
             self.update_occupancy(force=True)
         return march_and_composite(
             self, rays_o, rays_d, light_d, ambient_ratio=ambient_ratio, shading=shading, perturb=perturb,
-            need_orient_loss=need_orient_loss, need_normal_perturb_loss=need_normal_perturb_loss, generator=generator,
+            need_orient_loss=need_orient_loss, need_normal_perturb_loss=need_normal_perturb_loss,
+            need_distortion_loss=need_distortion_loss, generator=generator,
         )

@@ -13,7 +13,7 @@ SPEC_DEFAULTS = {
     "t_range": [0.02, 0.98], "dont_override_stuff": False, "lambda_guidance": 1, "perpneg": False,
     "negative_w": -2, "front_decay_factor": 2, "side_decay_factor": 10,
     "zero123_config": "./pretrained/zero123/sd-objaverse-finetune-c_concat-256.yaml",
-    "zero123_ckpt": "pretrained/zero123/zero123-xl.ckpt", "zero123_grad_scale": "angle",
+    "zero123_ckpt": "kxic/zero123-xl", "zero123_grad_scale": "angle",
     "image": None, "image_config": None, "known_view_interval": 4, "known_view_scale": 1.5,
     "known_view_noise_scale": 2e-3, "default_radius": 3.2, "default_polar": 90, "default_azimuth": 0,
     "default_fovy": 20, "iters": 10000, "lr": 1e-3, "ckpt": "latest", "optim": "adan", "fp16": False,

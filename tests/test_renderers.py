@@ -59,6 +59,44 @@ def test_constant_density_slab_transmittance(sigma0, cuda_ray):
 
 
 @pytest.mark.parametrize("cuda_ray", [False, True])
+def test_orientation_loss_is_the_weight_that_faces_away(cuda_ray):
+    """Normals all pointing along the rays (n·d = 1): the orientation loss is the deposited weight,
+    per ray (pure path: Σ_samples w averaged over rays) or per sample (fast path); normals against
+    the rays cost nothing."""
+    cfg = RenderConfig(num_steps=64, upsample_steps=0, cuda_ray=cuda_ray, grid_size=40, max_steps=256)
+    rays_o = torch.tensor([[[0.0, 0.0, 3.0], [0.1, -0.2, 3.0], [0.05, 0.1, 3.0]]])
+    rays_d = torch.tensor([[[0.0, 0.0, -1.0], [0.0, 0.0, -1.0], [0.0, 0.0, -1.0]]])
+    slab = slab_field(3.0)
+    for sign, expected in ((1.0, None), (-1.0, 0.0)):
+        n = torch.tensor([0.0, 0.0, -sign])
+        field = AnalyticField(slab.sigma_fn, slab.color_fn, lambda x, n=n: n.expand(x.shape[0], 3))
+        out = VolumeRenderer(field, cfg)(rays_o, rays_d, shading="lambertian", light_d=torch.tensor([0.0, 0.0, 1.0]),
+                                         need_orient_loss=True)
+        if expected is None:
+            expected = out["weights"].mean().item() if cuda_ray else out["weights_sum"].mean().item()
+            assert expected > 0.5 / (64 if cuda_ray else 1)
+        assert out["loss_orient"].item() == pytest.approx(expected, rel=1e-5, abs=1e-7)
+
+
+@pytest.mark.parametrize("cuda_ray", [False, True])
+def test_distortion_loss_of_a_fog_slab_and_a_hard_wall(cuda_ray):
+    """Both paths return the continuous distortion ∫∫ w(s) w(s') |s - s'| of the slab along the ray,
+    w(s) = σ·exp(-σ s) over the metric path P (quadrature here), and ~0 for a nearly opaque wall."""
+    cfg = RenderConfig(num_steps=512, upsample_steps=0, cuda_ray=cuda_ray, grid_size=40, max_steps=1024)
+    rays_o = torch.tensor([[[0.0, 0.0, 3.0], [0.1, -0.2, 3.0]]])
+    rays_d = torch.tensor([[[0.0, 0.0, -1.0], [0.12, 0.05, -1.0]]])
+    fog = VolumeRenderer(slab_field(3.0), cfg)(rays_o, rays_d, need_distortion_loss=True)
+    expected = []
+    for path in (0.4 * rays_d[0].norm(dim=-1)).tolist():
+        s = torch.linspace(0, path, 4001, dtype=torch.float64)
+        w = 3.0 * torch.exp(-3.0 * s) * (s[1] - s[0])
+        expected.append(float((w[:, None] * w[None] * (s[:, None] - s[None]).abs()).sum()))
+    assert fog["loss_distortion"].item() == pytest.approx(sum(expected) / 2, rel=0.02)
+    wall = VolumeRenderer(slab_field(400.0), cfg)(rays_o, rays_d, need_distortion_loss=True)
+    assert wall["loss_distortion"].item() < 0.05 * fog["loss_distortion"].item()
+
+
+@pytest.mark.parametrize("cuda_ray", [False, True])
 def test_sphere_alpha_silhouette(cuda_ray):
     torch.manual_seed(0)  # the occupancy updates jitter their sample points
     radius, sigma = 0.5, 20.0

@@ -181,14 +181,19 @@ def cache_path(obj: AnalyticObject, config: ExemplarViewConfig, cache_dir: str |
     return Path(cache_dir or default_cache_dir()) / f"{obj.key}-{key}.pt"
 
 
-def render_exemplar_views(obj: AnalyticObject, config: ExemplarViewConfig, batch_views: int = 64) -> ExemplarViews:
+def render_exemplar_views(obj: AnalyticObject, config: ExemplarViewConfig, batch_views: int = 64,
+                          progress: bool = True) -> ExemplarViews:
     """Render ``obj`` from every exemplar camera (no cache): albedo, coverage and the key light's
-    lambert terms, from one sphere trace per view."""
+    lambert terms, from one sphere trace per view. ``progress``: a tqdm bar (seconds per object)."""
+    from tqdm.auto import tqdm
+
     cams = exemplar_cameras(config)
     orbit = OrbitConfig(angle_overhead=config.angle_overhead, angle_front=config.angle_front)
     r, n = config.resolution, len(cams)
     colour, alpha = torch.empty(n, 3, r, r), torch.empty(n, 1, r, r)
     lambert, lambert_albedo = torch.empty(n, 1, r, r), torch.empty(n, 3, r, r)
+    bar = tqdm(total=n, desc=f"exemplar views of {obj.name} (once, then cached)", unit="view", leave=False,
+               disable=not progress)
     for a in range(0, n, batch_views):
         sel = slice(a, a + batch_views)
         batch = make_batch(orbit, cams.polar[sel], cams.azimuth[sel], cams.radius[sel], cams.fovy[sel], r, r)
@@ -198,6 +203,8 @@ def render_exemplar_views(obj: AnalyticObject, config: ExemplarViewConfig, batch
         alpha[sel] = out.alpha[:, None]
         lambert[sel] = out.lambert[:, None]
         lambert_albedo[sel] = out.lambert_albedo.permute(0, 3, 1, 2)
+        bar.update(len(cams.polar[sel]))
+    bar.close()
     return ExemplarViews(obj.name, colour, alpha, cams, lambert, lambert_albedo)
 
 

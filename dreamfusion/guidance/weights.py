@@ -19,6 +19,7 @@ libraries' own retry loops cost ~25 s per component before they give up.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from typing import Callable, TypeVar
 from urllib.parse import urlparse
@@ -63,10 +64,16 @@ def cache_folder(cache_dir: str | os.PathLike | None = None) -> str:
     return str(constants.HF_HUB_CACHE)
 
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_CHECKPOINT_FILE = (".ckpt", ".pth", ".pt", ".safetensors", ".bin")
+
+
 def looks_like_path(key: str) -> bool:
-    """A key the user meant as a folder (absolute, ~, ./ or ../, or existing on disk)."""
+    """A key the user meant as a file or folder: absolute, ~, ./ or ../, existing on disk, or not
+    of the hub's "org/name" form (``pretrained/zero123/zero123-xl.ckpt``)."""
     return (os.path.isabs(key) or key.startswith(("~", "./", "../", ".\\", "..\\"))
-            or os.path.exists(os.path.expanduser(key)))
+            or os.path.exists(os.path.expanduser(key)) or not _HUB_ID.match(key)
+            or key.lower().endswith(_CHECKPOINT_FILE))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -121,6 +128,9 @@ def load_pretrained(loader: Callable[[str, bool], T], key: str, *, what: str,
     errors = load_errors()
     if looks_like_path(key):
         folder = os.path.expanduser(key)
+        if key.lower().endswith(_CHECKPOINT_FILE):
+            raise UserError(f"{what} weights '{key}' name a single checkpoint file; dreamfusion loads the diffusers "
+                            f"folder layout: pass a hub id or a diffusers-format folder with {option_hint}")
         if not os.path.isdir(folder):
             raise UserError(f"{what} weights folder '{key}' does not exist; pass an existing "
                             f"diffusers-format folder with {option_hint} /path/to/folder")

@@ -7,7 +7,11 @@ the config, created the workspace and seeded the generators.
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import sys
+from pathlib import Path
 
 import torch
 
@@ -15,6 +19,8 @@ from dreamfusion.errors import UserError
 from dreamfusion.training import outputs
 from dreamfusion.training.scene import build_scene
 from dreamfusion.training.trainer import Trainer
+from dreamfusion.pause_points import pause_point
+from dreamfusion.workspace_guard import mark_started
 
 
 def build_trainer(config, device: torch.device, *, mode: str = "train", progress_bar: bool = True,
@@ -25,13 +31,14 @@ def build_trainer(config, device: torch.device, *, mode: str = "train", progress
     try:
         trainer.log.line("command: " + " ".join(sys.argv), echo=False)
         trainer.log.line("config: " + " ".join(f"{k}={v!r}" for k, v in trainer.cfg.to_dict().items()), echo=False)
+        read = trainer.read_checkpoint(config.ckpt)  # a bad file fails before the models load
         if mode == "train":
             from dreamfusion.training.guidance_terms import GuidanceTerms
 
             # Before load(): building models may draw random numbers, and a resumed run must
             # continue from the generator states restored by load().
             trainer.guidance = GuidanceTerms.from_config(config, trainer.device, trainer.references, trainer.orbit)
-        trainer.load(config.ckpt)
+        trainer.load(config.ckpt, read)
     except BaseException:
         trainer.close()
         raise
@@ -43,7 +50,7 @@ def train(config, device: torch.device) -> int:
     trainer = build_trainer(config, device)
     try:
         code = trainer.train()
-        if code == 0 and config.save_mesh:
+        if code == 0 and config.save_mesh and not mesh_is_current(trainer):
             save_mesh(trainer)
         outputs.write_index_html(trainer.workspace)
         return code
@@ -51,12 +58,15 @@ def train(config, device: torch.device) -> int:
         trainer.close()
 
 
-def _render_checkpoint(config, device: torch.device, render) -> int:
-    """Load a checkpoint, run ``render(trainer)``, export the mesh if asked, refresh index.html."""
+def _render_checkpoint(config, device: torch.device, render, force_mesh: bool = False) -> int:
+    """Load a checkpoint, run ``render(trainer)``, export the mesh if asked (and not already
+    exported from this checkpoint with these options, unless ``force_mesh``), refresh index.html."""
     trainer = build_trainer(config, device, mode="test")
+    mark_started()  # the checkpoint loaded: from here on, what is written is the command's output
+    outputs.remove_stale_temporaries(trainer.workspace)
     try:
         render(trainer)
-        if config.save_mesh:
+        if config.save_mesh and (force_mesh or not mesh_is_current(trainer)):
             save_mesh(trainer)
         outputs.write_index_html(trainer.workspace)
         return 0
@@ -77,24 +87,63 @@ def six_views(config, device: torch.device) -> int:
 def export_workspace(config, device: torch.device) -> int:
     """``dreamfusion export <workspace>``: the mesh of a workspace's checkpoint."""
     config.save_mesh = True
-    return _render_checkpoint(config, device, lambda trainer: None)
+    return _render_checkpoint(config, device, lambda trainer: None, force_mesh=True)
+
+
+MESH_DIR = "mesh"
+MESH_MANIFEST = "export.json"
+
+
+def _mesh_manifest(trainer: Trainer) -> dict:
+    """What a mesh is made from: the checkpoint's step and the export options."""
+    c = trainer.cfg
+    return {"global_step": trainer.global_step, "mcubes_resolution": c.mcubes_resolution, "mesh_surface": c.mesh_surface,
+            "density_thresh": c.density_thresh, "decimate_target": c.decimate_target, "texture_size": c.texture_size}
+
+
+def mesh_is_current(trainer: Trainer) -> bool:
+    """``<workspace>/mesh`` is complete and was exported from this step with these options."""
+    manifest = trainer.workspace / MESH_DIR / MESH_MANIFEST
+    try:
+        return json.loads(manifest.read_text()) == _mesh_manifest(trainer)
+    except (OSError, ValueError):
+        return False
 
 
 def save_mesh(trainer: Trainer):
-    """Export ``<workspace>/mesh/mesh.obj`` (+ .mtl, albedo.png, mesh.glb) from the current weights."""
+    """Export ``<workspace>/mesh/mesh.obj`` (+ .mtl, albedo.png, mesh.glb, export.json) from the
+    current weights. The files are written into a temporary folder that replaces ``mesh/`` only
+    when complete, so a kill during the export leaves the old mesh or none, never half of one."""
     from dreamfusion.export import export_mesh
 
     c = trainer.cfg
     scene = trainer.scene
     scene.eval()
     threshold = mesh_level(trainer)
-    with torch.no_grad():
-        result = export_mesh(scene.density_fn, scene.albedo_fn, trainer.workspace / "mesh",
-                             resolution=c.mcubes_resolution, surface=c.mesh_surface, density_thresh=threshold,
-                             bound=c.bound, decimate_target=c.decimate_target, texture_size=c.texture_size,
-                             device=trainer.device, progress=trainer.progress_bar)
-    if result.obj_path is None and result.glb_path is None:
-        raise UserError("mesh export wrote nothing")
+    final = trainer.workspace / MESH_DIR
+    partial = trainer.workspace / f".{MESH_DIR}.tmp-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        with torch.no_grad():
+            result = export_mesh(scene.density_fn, scene.albedo_fn, partial,
+                                 resolution=c.mcubes_resolution, surface=c.mesh_surface, density_thresh=threshold,
+                                 bound=c.bound, decimate_target=c.decimate_target, texture_size=c.texture_size,
+                                 device=trainer.device, progress=trainer.progress_bar)
+        if result.obj_path is None and result.glb_path is None:
+            raise UserError("mesh export wrote nothing")
+        (partial / MESH_MANIFEST).write_text(json.dumps(_mesh_manifest(trainer)))
+        pause_point("export")
+        old = trainer.workspace / f".{MESH_DIR}.old-{os.getpid()}"
+        if final.exists():
+            os.replace(final, old)
+        os.replace(partial, final)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    for name in ("out_dir", "obj_path", "mtl_path", "texture_path", "glb_path"):
+        path = getattr(result, name)
+        if path is not None:
+            setattr(result, name, final if name == "out_dir" else final / Path(path).name)
     solid = result.solidify
     trainer.log.line(f"mesh: {result.num_vertices} vertices, {result.num_faces} faces -> {result.out_dir} "
                      f"(density > {threshold:.3g}; {solid.hidden_voxels} hidden voxels made solid, "

@@ -47,6 +47,22 @@ def save_png(path: Path, image: Tensor | np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+def remove_stale_temporaries(workspace: Path) -> None:
+    """Delete what a killed write left behind: ``.<name>.tmp-<pid>`` files (PNGs, videos, pages) and
+    the temporary folders of a mesh export (checkpoints: ``CheckpointManager.remove_stale_temporaries``)."""
+    import shutil
+
+    workspace = Path(workspace)
+    for folder in (workspace, workspace / "validation", workspace / "results"):
+        if not folder.is_dir():
+            continue
+        for entry in [*folder.glob(".*.tmp-*"), *folder.glob(".*.old-*")]:
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
 def write_video(path: Path, frames: Sequence[np.ndarray], fps: int = 25) -> None:
     """Write uint8 frames ``[H, W, 3]`` (or ``[H, W]``) as an h264 mp4 via imageio-ffmpeg.
 

@@ -56,13 +56,15 @@ class Scene:
         renderer: the volume renderer.
         need_orient_loss / need_normal_perturb_loss: ask the renderer for these regularisers on
             training renders (when normals are computed).
+        need_distortion_loss: ask for the distortion loss on training renders.
         tv_points: random vertices per level for the hash-grid TV gradient (stable-dreamfusion:
             1e6 points; fewer here because this runs on every step).
     """
 
     def __init__(self, renderer, *, need_orient_loss: bool = True, need_normal_perturb_loss: bool = False,
-                 tv_points: int = 1 << 16):
+                 need_distortion_loss: bool = False, tv_points: int = 1 << 16):
         self.renderer = renderer
+        self.need_distortion_loss = need_distortion_loss
         self.need_orient_loss = need_orient_loss
         self.need_normal_perturb_loss = need_normal_perturb_loss
         self.tv_points = tv_points
@@ -84,6 +86,9 @@ class Scene:
 
     def parameters(self) -> Iterator[nn.Parameter]:
         return self.renderer.parameters()
+
+    def named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        return self.renderer.named_parameters()
 
     def state_dict(self) -> dict:
         return self.renderer.state_dict()
@@ -141,7 +146,8 @@ class Scene:
             return self.renderer.render(rays_o, rays_d, shading=shading, ambient_ratio=ambient_ratio,
                                         bg_color=bg_color, perturb=perturb, light_d=light_d,
                                         need_orient_loss=self.need_orient_loss and normals,
-                                        need_normal_perturb_loss=self.need_normal_perturb_loss and normals)
+                                        need_normal_perturb_loss=self.need_normal_perturb_loss and normals,
+                                        need_distortion_loss=self.need_distortion_loss)
         out = self.renderer.render(rays_o, rays_d, shading=shading, ambient_ratio=ambient_ratio, bg_color=bg_color,
                                    perturb=perturb, staged=True, light_d=light_d)
         if need_normal_image and "normal_image" not in out:
@@ -186,4 +192,5 @@ def build_scene(config) -> Scene:
         update_extra_interval=config.update_extra_interval, dt_gamma=config.dt_gamma,
         grid_size=config.grid_size, deferred_shading=config.deferred_shading))
     return Scene(renderer, need_orient_loss=config.lambda_orient > 0,
-                 need_normal_perturb_loss=config.lambda_3d_normal_smooth > 0)
+                 need_normal_perturb_loss=config.lambda_3d_normal_smooth > 0,
+                 need_distortion_loss=config.lambda_distortion > 0)

@@ -32,9 +32,11 @@ from torch import Tensor
 from dreamfusion import losses
 from dreamfusion.cameras import (CameraBatch, OrbitConfig, OrbitSampler, circle_poses, progressive_ranges,
                                  reference_poses, six_view_poses, SIX_VIEWS)
-from dreamfusion.checkpoints import (CheckpointManager, capture_rng_state, load_checkpoint,
+from dreamfusion.checkpoints import (CheckpointManager, ResolvedCheckpoint, capture_rng_state, load_checkpoint,
                                      restore_rng_state)
 from dreamfusion.errors import UserError
+from dreamfusion.pause_points import pause_point
+from dreamfusion.workspace_guard import mark_started
 from dreamfusion.optimizers import ExponentialMovingAverage, build_lr_scheduler, build_optimizer
 from dreamfusion.training import outputs
 from dreamfusion.training.reference import ReferenceImages, reference_losses
@@ -93,6 +95,9 @@ class _StopFlag:
         return False
 
 
+DIVERGED_EXIT_CODE = 3  # a run stopped because its loss, gradients or weights became non-finite
+
+
 class Trainer:
     """Owns the optimisation state of a run and writes its outputs.
 
@@ -120,6 +125,7 @@ class Trainer:
         self.sampler = OrbitSampler(self.orbit)
         self.global_step = 0
         self.epoch = 0
+        self._set_aside_from: int | None = None  # see load() and _started()
         self.iters_per_epoch = c.dataset_size_train
         self.max_epoch = math.ceil(c.iters / self.iters_per_epoch)
         self.amp = bool(c.fp16) and self.device.type == "cuda"
@@ -210,6 +216,8 @@ class Trainer:
         if c.lambda_entropy > 0 and "weights" in out:
             terms["entropy"] = c.lambda_entropy * losses.entropy_ramp(step, c.iters) * \
                 losses.alpha_entropy(out["weights"])
+        if c.lambda_distortion > 0 and "loss_distortion" in out:
+            terms["distortion"] = c.lambda_distortion * out["loss_distortion"]
         if c.lambda_2d_normal_smooth > 0 and normal_image is not None:
             terms["normal_2d"] = c.lambda_2d_normal_smooth * losses.normal_smoothness_2d(normal_image)
         if c.lambda_orient > 0 and "loss_orient" in out:
@@ -251,6 +259,9 @@ class Trainer:
         self.scene.train()
         self.optimizer.zero_grad(set_to_none=True)
         loss, terms = self.train_step(step)
+        for name, value in {**terms, "total": float(loss.detach())}.items():
+            if not math.isfinite(value):
+                self._diverged(step, f"the {name} loss is {value}")
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
         if c.grad_clip >= 0:
@@ -265,9 +276,16 @@ class Trainer:
             if c.lambda_wd > 0:
                 losses.add_level_weight_decay_grad_(grid.embeddings.detach(), grid.embeddings.grad, grid.offsets,
                                                     c.lambda_wd)
+        if not self.amp:  # under fp16 the grad scaler skips steps with inf/NaN gradients by design
+            bad = _first_non_finite((n, p.grad) for n, p in self.scene.named_parameters() if p.grad is not None)
+            if bad is not None:
+                self._diverged(step, f"the gradient of {bad} is not finite")
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.lr_scheduler.step()
+        bad = _first_non_finite(self.scene.named_parameters())
+        if bad is not None:
+            self._diverged(step, f"the weights of {bad} are not finite after the update")
         terms["loss"] = float(loss.detach())
         return terms
 
@@ -276,14 +294,22 @@ class Trainer:
     def train(self) -> int:
         """Train up to ``iters`` steps from the current state. Returns a process exit code."""
         c = self.cfg
+        if self.global_step > 0 and self.global_step % self.iters_per_epoch == 0 or self.global_step >= c.iters:
+            # Resumed at the end of an epoch: a kill may have come between the checkpoint and that
+            # epoch's validation or video; make whatever is missing, exactly as the run would have.
+            self._started()
+            with _StopFlag(self.log.line) as stop:
+                self._epoch_outputs(stop, only_missing=True)
+                if stop.requested:
+                    return 130
         if self.global_step >= c.iters:
-            self.log.line(f"already trained to step {self.global_step} (--iters {c.iters}): nothing to do; raise "
-                          f"--iters to continue, or render with --test")
+            self.log.line(f"already trained to step {self.global_step} (--iters {c.iters}): outputs are complete; "
+                          f"raise --iters to continue, or render with --test")
             return 0
         self.log.line(f"training {c.iters} iterations ({self.max_epoch} epochs of {self.iters_per_epoch}) on "
                       f"{self.device}, starting after step {self.global_step}")
         bar = self._progress_bar()
-        started = time.time()
+        started, started_here = time.time(), False
         with _StopFlag(self.log.line) as stop:
             while self.global_step < c.iters:
                 epoch = self.global_step // self.iters_per_epoch + 1
@@ -291,7 +317,15 @@ class Trainer:
                 for step in range(self.global_step + 1, last + 1):
                     if stop.requested:
                         return self._stop_early(bar)
-                    terms = self.optimize(step)
+                    try:
+                        terms = self.optimize(step)
+                    except BaseException:
+                        if bar is not None:
+                            bar.close()  # before the error line, not after it
+                        raise
+                    if not started_here:
+                        self._started()
+                        started_here = True
                     self.global_step = step
                     self._log_step(step, terms, bar)
                 self.epoch = epoch
@@ -300,17 +334,60 @@ class Trainer:
                 self.log.line(f"epoch {epoch} done at step {self.global_step}: saved {path.name}")
                 if stop.requested:
                     return self._stop_early(bar)
-                if epoch % c.eval_interval == 0:
-                    self.validate(stop)
-                    self.ckpt.save_best(self.best_state())
-                if (epoch % c.test_interval == 0 or epoch == self.max_epoch) and not stop.requested:
-                    self.test_video(stop)
-                outputs.write_index_html(self.workspace, f"dreamfusion: {c.text or c.image or 'run'}")
+                self._epoch_outputs(stop)
         if bar is not None:
             bar.close()
         self.log.line(f"training finished at step {self.global_step} in {time.time() - started:.1f} s")
         self.log.flush()
         return 0
+
+    def _diverged(self, step: int, what: str) -> None:
+        """Stop a run whose numbers went non-finite, before anything of it is saved: the last
+        checkpoint written (at the end of the previous epoch) is the last good state."""
+        last = self.ckpt.full_checkpoints()
+        kept = f"the last good checkpoint, {last[-1][1]}, is kept" if last else "no checkpoint was written"
+        self.log.line(f"training diverged at step {step}: {what}; stopped without saving ({kept})")
+        raise UserError(f"training diverged at step {step}: {what}; stopped without saving ({kept}); "
+                        f"lower --lr or change the loss weights, then run again", exit_code=DIVERGED_EXIT_CODE)
+
+    def _epoch_outputs(self, stop, only_missing: bool = False) -> None:
+        """What the end of epoch ``self.epoch`` writes: validation and df.pth every ``eval_interval``
+        epochs, the test video every ``test_interval`` and at the last epoch, index.html. With
+        ``only_missing``, each is made only when absent (a resumed run catching up after a kill)."""
+        c, epoch = self.cfg, self.epoch
+        if epoch % c.eval_interval == 0 and not (only_missing and self._best_is_current()):
+            self.validate(stop)
+            if stop.requested:
+                return
+            self.ckpt.save_best(self.best_state())
+        if (epoch % c.test_interval == 0 or epoch == self.max_epoch) and not stop.requested:
+            if not (only_missing and all(p.is_file() for p in self._video_paths())):
+                self.test_video(stop)
+        outputs.write_index_html(self.workspace, f"dreamfusion: {c.text or c.image or 'run'}")
+
+    def _best_is_current(self) -> bool:
+        """df.pth holds this step's EMA weights (the validation that writes it finished)."""
+        if not self.ckpt.best_path.is_file():
+            return False
+        try:
+            state = torch.load(self.ckpt.best_path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # noqa: BLE001 - unreadable: make it again
+            return False
+        return isinstance(state, dict) and int(state.get("global_step", -1)) == self.global_step
+
+    def _video_paths(self) -> tuple[Path, Path]:
+        folder = self.workspace / "results"
+        return folder / f"{NAME}_ep{self.epoch:04d}_rgb.mp4", folder / f"{NAME}_ep{self.epoch:04d}_depth.mp4"
+
+    def _started(self) -> None:
+        """The first step went through: the run's outputs are now its own (see
+        :mod:`dreamfusion.workspace_guard`), and files this run could overwrite are set aside."""
+        mark_started()
+        outputs.remove_stale_temporaries(self.workspace)
+        self.ckpt.remove_stale_temporaries()
+        if self._set_aside_from is not None:
+            self.ckpt.set_aside(None if self._set_aside_from < 0 else self._set_aside_from)
+            self._set_aside_from = None
 
     def _stop_early(self, bar) -> int:
         if bar is not None:
@@ -347,13 +424,18 @@ class Trainer:
     # ----------------------------------------------------------------------------- rendering
 
     @torch.no_grad()
-    def render_views(self, cameras: CameraBatch, *, stop=None, normals: bool = True) -> list[dict[str, Tensor]]:
-        """Render each camera (albedo shading, default background) under a fixed-seed private RNG.
+    def render_views(self, cameras: CameraBatch, *, stop=None, normals: bool = True,
+                     desc: str = "render") -> list[dict[str, Tensor]]:
+        """Render each camera (albedo shading, default background) under a fixed-seed private RNG,
+        with a progress bar named ``desc``.
 
         Returns one dict per view: ``rgb [H,W,3]``, ``depth [H,W]`` (raw), ``normal [H,W,3]``.
         """
+        from tqdm.auto import tqdm
+
         self.scene.eval()
         frames = []
+        bar = tqdm(total=cameras.c2w.shape[0], desc=desc, unit="view", leave=False, disable=not self.progress_bar)
         with isolated_rng(EVAL_SEED), torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             for i in range(cameras.c2w.shape[0]):
                 if stop is not None and stop.requested:
@@ -368,6 +450,8 @@ class Trainer:
                 if normals and out.get("normal_image") is not None:
                     frame["normal"] = out["normal_image"].reshape(H, W, 3).float().clamp(0, 1)
                 frames.append(frame)
+                bar.update()
+        bar.close()
         return frames
 
     def validate(self, stop=None) -> None:
@@ -378,7 +462,7 @@ class Trainer:
             self.ema.store()
             self.ema.copy_to()
         try:
-            frames = self.render_views(cams, stop=stop)
+            frames = self.render_views(cams, stop=stop, desc="validation")
         finally:
             if self.ema is not None:
                 self.ema.restore()
@@ -386,6 +470,7 @@ class Trainer:
         for i, frame in enumerate(frames):
             stem = f"{NAME}_ep{self.epoch:04d}_{i:04d}"
             self._save_frame(folder, stem, frame)
+            pause_point("validation")
             if i == 0:
                 self.log.image(self.global_step, "validation/rgb", frame["rgb"])
                 self.log.image(self.global_step, "validation/depth", outputs.normalize_depth(frame["depth"]))
@@ -402,17 +487,18 @@ class Trainer:
     def test_frames(self, stop=None) -> list[dict[str, Tensor]]:
         """The turntable of the test video (current weights, not EMA: stable-dreamfusion's test())."""
         c = self.cfg
-        return self.render_views(circle_poses(self.orbit, c.dataset_size_test, c.H, c.W), stop=stop, normals=False)
+        return self.render_views(circle_poses(self.orbit, c.dataset_size_test, c.H, c.W), stop=stop, normals=False,
+                                 desc="test video")
 
     def test_video(self, stop=None) -> tuple[Path, Path] | None:
         """Write ``results/df_ep{E}_rgb.mp4`` and ``_depth.mp4``."""
         frames = self.test_frames(stop)
         if stop is not None and stop.requested:
             return None
-        folder = self.workspace / "results"
-        rgb_path = folder / f"{NAME}_ep{self.epoch:04d}_rgb.mp4"
-        depth_path = folder / f"{NAME}_ep{self.epoch:04d}_depth.mp4"
+        rgb_path, depth_path = self._video_paths()
+        self.log.line(f"encoding the test video ({len(frames)} frames)")
         outputs.write_video(rgb_path, [outputs.to_uint8(f["rgb"]) for f in frames], self.cfg.video_fps)
+        pause_point("video")
         outputs.write_video(depth_path, [outputs.to_uint8(outputs.normalize_depth(f["depth"])) for f in frames],
                             self.cfg.video_fps)
         self.log.line(f"test video: {rgb_path} and {depth_path} ({len(frames)} frames)")
@@ -458,19 +544,25 @@ class Trainer:
         return {"epoch": self.epoch, "global_step": self.global_step, "model": model,
                 "config": _plain_config(self.cfg)}
 
-    def load(self, ckpt: str) -> None:
-        """Apply ``--ckpt`` (see :mod:`dreamfusion.checkpoints`)."""
-        if self.mode == "train":
-            self.ckpt.remove_stale_temporaries()
+    def read_checkpoint(self, ckpt: str) -> tuple[ResolvedCheckpoint, dict | None]:
+        """Resolve ``--ckpt`` and read the file (raises UserError for a missing or bad one), without
+        applying it: the CLI reads it before loading the guidance models, so a bad file costs a second."""
         resolved = self.ckpt.resolve(ckpt)
         if resolved.path is None:
+            return resolved, None
+        return resolved, load_checkpoint(resolved.path, map_location=self.device, log=self.log.line)
+
+    def load(self, ckpt: str, read: tuple[ResolvedCheckpoint, dict | None] | None = None) -> None:
+        """Apply ``--ckpt`` (see :mod:`dreamfusion.checkpoints`); ``read`` is what
+        :meth:`read_checkpoint` returned, if it was called already."""
+        resolved, state = read if read is not None else self.read_checkpoint(ckpt)
+        if resolved.path is None:
             if self.mode == "train":
-                self.ckpt.set_aside(None)  # a fresh start never overwrites an older run's files
+                self._set_aside_from = -1  # a fresh start never overwrites an older run's files (-1: all of them)
                 self.log.line("starting from scratch")
             else:
                 raise UserError(f"no checkpoint found in {self.ckpt.folder} (train first, or pass --ckpt <path>)")
             return
-        state = load_checkpoint(resolved.path, map_location=self.device)
         try:
             self.scene.load_state_dict(state["model"])
         except RuntimeError as error:
@@ -491,15 +583,26 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
             self.ema.load_state_dict(state["ema"])
             restore_rng_state(state["rng"])
-            self.ckpt.set_aside(newer_than_epoch=math.ceil(self.global_step / self.iters_per_epoch))
+            self._set_aside_from = math.ceil(self.global_step / self.iters_per_epoch)
             self.log.line(f"resumed from {resolved.path} at step {self.global_step} (epoch {self.epoch})")
         else:
             self.ema = ExponentialMovingAverage(self.scene.parameters(), EMA_DECAY)
-            self.ckpt.set_aside(None)
+            self._set_aside_from = -1
             self.log.line(f"loaded weights from {resolved.path}; optimiser and step start fresh")
 
     def close(self) -> None:
         self.log.close()
+
+
+def _first_non_finite(named_tensors) -> str | None:
+    """Name of the first tensor holding an inf or NaN, else None (one sync for all of them)."""
+    named = [(n, t) for n, t in named_tensors]
+    if not named:
+        return None
+    flags = torch.stack([torch.isfinite(t.detach()).all() for _, t in named])
+    if bool(flags.all()):
+        return None
+    return named[int((~flags).nonzero()[0, 0])][0]
 
 
 def _slice_cameras(cameras: CameraBatch, i: int) -> CameraBatch:

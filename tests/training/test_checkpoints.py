@@ -111,3 +111,50 @@ def test_rng_state_round_trip():
     torch.manual_seed(99)
     restore_rng_state(saved)
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == first
+
+
+def test_checkpoints_load_with_weights_only_and_rng_survives(tmp_path):
+    random.seed(5)
+    np.random.seed(5)
+    np.random.randn()  # leaves a cached gaussian in numpy's state
+    path = tmp_path / "df_ep0001.pth"
+    atomic_save({**state(1), "rng": capture_rng_state()}, path)
+    expected = (random.random(), np.random.randn(), torch.rand(1).item())
+    torch.load(path, weights_only=True)  # nothing but tensors and plain values
+    restore_rng_state(load_checkpoint(path)["rng"])
+    assert (random.random(), np.random.randn(), torch.rand(1).item()) == expected
+
+
+def test_an_older_checkpoint_is_converted_once(tmp_path):
+    np.random.seed(3)
+    path = tmp_path / "df_ep0002.pth"
+    old_rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    torch.save({**state(2), "rng": old_rng}, path)  # the format before tensor-only RNG states
+    expected = np.random.rand()
+    lines = []
+    loaded = load_checkpoint(path, log=lines.append)
+    assert len(lines) == 1 and "converted" in lines[0]
+    assert loaded["global_step"] == 2
+    np.random.seed(0)
+    restore_rng_state(loaded["rng"])
+    assert np.random.rand() == expected
+    torch.load(path, weights_only=True)  # rewritten in place
+    load_checkpoint(path, log=lines.append)
+    assert len(lines) == 1
+
+
+class _Payload:
+    """Stands for a pickled object whose loading would run code."""
+
+    def __reduce__(self):
+        return (print, ("this ran",))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, capsys):
+    path = tmp_path / "someone_elses.pth"
+    torch.save({**state(1), "extra": _Payload()}, path)
+    before = path.read_bytes()
+    with pytest.raises(UserError, match="refused: loading it would run code it names \\(builtins.print\\)"):
+        load_checkpoint(path)
+    assert "this ran" not in capsys.readouterr().out
+    assert path.read_bytes() == before

@@ -55,6 +55,38 @@ def test_orientation_loss_value_and_gradient():
     assert torch.allclose(normals.grad, torch.tensor([[[0.0, 0.0, 1.0], [0.0, 0.0, 0.0]]]))
 
 
+def test_distortion_loss_closed_forms():
+    # All weight in one interval of length 0.3: w²·δ/3.
+    one = losses.distortion_loss(torch.tensor([[1.0]]), torch.tensor([[2.0]]), torch.tensor([[0.3]]))
+    assert one.item() == pytest.approx(0.1)
+    # Two half weights 0.8 apart, intervals 0.1: 2·¼·0.8 + 2·¼·0.1/3.
+    two = losses.distortion_loss(torch.tensor([[0.5, 0.5]]), torch.tensor([[1.0, 1.8]]), torch.tensor([[0.1, 0.1]]))
+    assert two.item() == pytest.approx(0.4 + 0.05 / 3)
+    # Fog of total weight 1 spread evenly over depth L in n intervals: exactly L/3, whatever n.
+    for n in (1, 7, 64):
+        lengths = torch.full((1, n), 0.6 / n)
+        mids = torch.cumsum(lengths, -1) - lengths / 2 + 2.0
+        assert losses.distortion_loss(torch.full((1, n), 1.0 / n), mids, lengths).item() == pytest.approx(0.2, rel=1e-5)
+    # Against the O(S²) definition, and the packed form (rays of different lengths, one empty) with it.
+    g = torch.Generator().manual_seed(0)
+    w, lengths = torch.rand(4, 9, generator=g) / 9, torch.rand(4, 9, generator=g) * 0.1
+    mids = torch.cumsum(lengths, -1) - lengths / 2
+    pair = (w[:, :, None] * w[:, None] * (mids[:, :, None] - mids[:, None]).abs()).sum((1, 2))
+    brute = pair + (w ** 2 * lengths).sum(-1) / 3
+    assert losses.distortion_loss(w, mids, lengths).item() == pytest.approx(brute.mean().item(), rel=1e-5)
+    keep = [9, 4, 0, 9]  # samples kept per ray
+    flat = lambda x: torch.cat([x[r, :k] for r, k in enumerate(keep)])  # noqa: E731
+    index = torch.repeat_interleave(torch.arange(4), torch.tensor(keep))
+    cut = [(w[r, :k, None] * w[r, None, :k] * (mids[r, :k, None] - mids[r, None, :k]).abs()).sum()
+           + (w[r, :k] ** 2 * lengths[r, :k]).sum() / 3 for r, k in enumerate(keep)]
+    packed = losses.distortion_loss_packed(flat(w), flat(mids), flat(lengths), index, 4)
+    assert packed.item() == pytest.approx(sum(cut).item() / 4, rel=1e-5)
+    # Its gradient pulls the weight together: the far sample's weight costs more than the near one's.
+    w2 = torch.tensor([[0.6, 0.2, 0.2]], requires_grad=True)
+    losses.distortion_loss(w2, torch.tensor([[0.0, 0.1, 1.0]]), torch.full((1, 3), 0.01)).backward()
+    assert w2.grad[0, 2] > w2.grad[0, 1] > 0
+
+
 def test_normal_smoothness_2d():
     image = torch.zeros(1, 2, 2, 3)
     image[0, 0, 0] = torch.tensor([1.0, 0.0, 0.0])
