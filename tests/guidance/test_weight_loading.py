@@ -57,3 +57,20 @@ def test_unknown_guidance_and_cache_folder(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     assert weights_mod.cache_folder() == str(tmp_path / "hub")
     assert weights_mod.cache_folder("/x/y") == "/x/y"
+
+
+@pytest.mark.filterwarnings("ignore:The `local_dir_use_symlinks` argument is deprecated")
+def test_zero123_default_and_stable_dreamfusion_ckpt_path_give_real_hints(offline_hub, monkeypatch):
+    monkeypatch.setattr(weights_mod, "hub_reachable", lambda *a, **k: pytest.fail("network probed"))
+    from dreamfusion.config import Config
+
+    with pytest.raises(UserError) as exc:  # the default is the hub id: the hint names a real download
+        make_guidance("zero123", zero123_key=Config().zero123_ckpt)
+    assert "hf download kxic/zero123-xl" in one_line(exc)
+    # stable-dreamfusion's relative .ckpt path is a path, not a hub id to download
+    assert weights_mod.looks_like_path("pretrained/zero123/zero123-xl.ckpt")
+    assert not weights_mod.looks_like_path("kxic/zero123-xl")
+    with pytest.raises(UserError) as exc:
+        make_guidance("zero123", zero123_key="pretrained/zero123/zero123-xl.ckpt")
+    msg = one_line(exc)
+    assert "single checkpoint file" in msg and "hf download" not in msg and "--zero123_ckpt" in msg
