@@ -143,6 +143,7 @@ def export_mesh(
     texture_size: int = 2048,
     device: torch.device | str | None = None,
     progress: bool = True,
+    density_grid: np.ndarray | None = None,
     **options,
 ) -> MeshExportResult:
     """Extract, texture and write the mesh of a density field.
@@ -153,6 +154,8 @@ def export_mesh(
         out_dir: directory for mesh.obj, mesh.mtl, albedo.png and mesh.glb (e.g. <workspace>/mesh).
         device: where query points are created (the field's device); default CPU.
         progress: tqdm bars for the long steps.
+        density_grid: the field already sampled by ``sample_density_grid`` at ``resolution`` (it is
+            not sampled again).
         **options: any other `MeshExportConfig` field.
 
     Raises:
@@ -168,7 +171,7 @@ def export_mesh(
     timings: dict[str, float] = {}
     stats = SolidifyStats()
     vertices, faces = extract_density_surface(
-        density_fn, config, device=device, progress=progress, timings=timings, stats=stats
+        density_fn, config, device=device, progress=progress, timings=timings, stats=stats, grid=density_grid
     )
     result = export_textured_mesh(
         vertices, faces, albedo_fn, out_path, config=config, device=device, progress=progress,
@@ -186,15 +189,20 @@ def extract_density_surface(
     progress: bool = False,
     timings: dict[str, float] | None = None,
     stats: SolidifyStats | None = None,
+    grid: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Grid sampling + solidifying + marching cubes: Float32[V, 3] vertices, Int64[F, 3] outward
-    faces. ``stats`` (if given) receives what solidifying changed."""
+    """Grid sampling (unless ``grid`` is given) + solidifying + marching cubes: Float32[V, 3]
+    vertices, Int64[F, 3] outward faces. ``stats`` (if given) receives what solidifying changed."""
     timings = {} if timings is None else timings
-    with _timed(timings, "density grid"):
-        grid = sample_density_grid(
-            density_fn, config.resolution, config.bound, device=device,
-            points_per_chunk=config.grid_points_per_chunk, progress=progress,
-        )
+    if grid is not None:
+        if grid.shape != (config.resolution,) * 3:
+            raise ValueError(f"density grid of shape {grid.shape} for resolution {config.resolution}")
+    else:
+        with _timed(timings, "density grid"):
+            grid = sample_density_grid(
+                density_fn, config.resolution, config.bound, device=device,
+                points_per_chunk=config.grid_points_per_chunk, progress=progress,
+            )
     level = config.density_thresh
     hidden_voxels = 0
     if config.surface == "visible" and (grid > level).any():

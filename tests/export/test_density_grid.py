@@ -44,3 +44,19 @@ def test_threshold_uses_mean_density_only_when_smaller_and_positive():
     assert resolve_density_threshold(10.0, 4.0) == 4.0
     assert resolve_density_threshold(10.0, 40.0) == 10.0
     assert resolve_density_threshold(10.0, 0.0) == 10.0
+
+
+def test_grid_density_fn_is_the_trilinear_interpolant():
+    """Exact for a trilinear function, equal to the grid at its nodes, clamped outside the cube."""
+    import torch
+
+    from dreamfusion.export.density_grid import grid_density_fn
+
+    f = lambda x: 0.5 + x[:, 0] - 2.0 * x[:, 1] + 3.0 * x[:, 2] + x[:, 0] * x[:, 1] * x[:, 2]  # noqa: E731
+    grid = sample_density_grid(f, 9, 2.0)
+    fn = grid_density_fn(grid, 2.0)
+    points = torch.rand(500, 3, generator=torch.Generator().manual_seed(0)) * 4 - 2
+    assert torch.allclose(fn(points), f(points), atol=1e-5)
+    nodes = torch.tensor([[-2.0, -2.0, -2.0], [0.5, -1.0, 2.0], [2.0, 2.0, 2.0]])
+    assert torch.allclose(fn(nodes), f(nodes), atol=1e-5)
+    assert torch.allclose(fn(torch.tensor([[3.0, 0.0, 0.0]])), f(torch.tensor([[2.0, 0.0, 0.0]])), atol=1e-5)
