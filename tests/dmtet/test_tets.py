@@ -1,0 +1,92 @@
+"""The Kuhn tet grid and marching tetrahedra against closed forms: volumes, conformity, planes,
+spheres, watertightness, orientation and gradients."""
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from dreamfusion.dmtet import kuhn_cells, kuhn_grid, marching_tets, tet_grid
+
+
+def signed_volumes(vertices, tets):
+    a, b, c, d = (vertices[tets[:, i]] for i in range(4))
+    return np.einsum("ij,ij->i", np.cross(b - a, c - a), d - a) / 6.0
+
+
+def test_kuhn_grid_fills_the_cube_conformingly_with_positive_tets():
+    cells = 4
+    vertices, tets = kuhn_grid(cells)
+    assert vertices.shape == ((cells + 1) ** 3, 3) and tets.shape == (6 * cells ** 3, 4)
+    volumes = signed_volumes(vertices.astype(np.float64), tets)
+    assert (volumes > 0).all()
+    assert volumes.sum() == pytest.approx(8.0)  # [-1, 1]^3
+    assert np.allclose(volumes, 8.0 / (6 * cells ** 3))  # all six Kuhn tets are congruent in volume
+    faces = Counter(tuple(sorted(f)) for t in tets for f in (t[[0, 1, 2]], t[[0, 1, 3]], t[[0, 2, 3]], t[[1, 2, 3]]))
+    shared = Counter(faces.values())
+    assert set(shared) == {1, 2}  # conforming: an inner face belongs to exactly two tets
+    assert shared[1] == 6 * 2 * cells ** 2  # boundary: two triangles per square of the cube's faces
+
+
+def test_tet_grid_size_maps_to_half_as_many_cells_and_is_cached(tmp_path):
+    assert kuhn_cells(128) == 64 and kuhn_cells(32) == 16
+    vertices, tets = tet_grid(8, cache=tmp_path)
+    assert (tmp_path / "kuhn_4.npz").is_file() and tets.shape == (6 * 64, 4)
+    again_v, again_t = tet_grid(8, cache=tmp_path)
+    assert np.array_equal(again_v, vertices) and np.array_equal(again_t, tets)
+    (tmp_path / "kuhn_4.npz").write_bytes(b"truncated")
+    assert np.array_equal(tet_grid(8, cache=tmp_path)[1], tets)  # a bad cache file is made again
+
+
+def grid(cells):
+    vertices, tets = kuhn_grid(cells)
+    return torch.from_numpy(vertices).double(), torch.from_numpy(tets)
+
+
+def edge_uses(faces):
+    directed = Counter()
+    for f in faces.tolist():
+        for i in range(3):
+            directed[(f[i], f[(i + 1) % 3])] += 1
+    return directed
+
+
+def test_a_plane_is_extracted_exactly_and_faces_point_outward():
+    vertices, tets = grid(6)
+    sdf = 0.3 - vertices[:, 0] + 0.01  # inside: x < 0.31 (off the grid's planes)
+    points, faces = marching_tets(vertices, tets, sdf)
+    assert torch.allclose(points[:, 0], torch.full_like(points[:, 0], 0.31))
+    v = points[faces]
+    normals = torch.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0], dim=-1)
+    assert (normals[:, 0] > 0).all() and normals[:, 1:].abs().max() < 1e-9  # +x: towards sdf < 0
+    area = 0.5 * normals.norm(dim=-1).sum()
+    assert area.item() == pytest.approx(4.0)  # the 2 x 2 cross-section of the cube
+
+
+def test_a_sphere_is_one_watertight_outward_surface_of_the_right_volume():
+    vertices, tets = grid(16)
+    r = 0.62
+    points, faces = marching_tets(vertices, tets, r - vertices.norm(dim=-1))
+    directed = edge_uses(faces)
+    assert all(count == 1 and directed[(b, a)] == 1 for (a, b), count in directed.items())  # closed, consistent
+    v = points[faces]
+    volume = (torch.cross(v[:, 0], v[:, 1], dim=-1) * v[:, 2]).sum() / 6.0
+    assert volume.item() == pytest.approx(4.0 / 3.0 * math.pi * r ** 3, rel=0.03)
+    assert (points.norm(dim=-1) - r).abs().max() < 0.02  # chords of a 0.125 grid
+    assert len(set(map(tuple, points.tolist()))) == len(points)  # each edge crossing once
+
+
+def test_gradients_with_respect_to_sdf_and_vertices_match_finite_differences():
+    vertices, tets = grid(2)
+    g = torch.Generator().manual_seed(0)
+    sdf0 = torch.rand(vertices.shape[0], generator=g, dtype=torch.float64) - 0.5
+    sdf0 = torch.where(sdf0.abs() < 0.1, sdf0.sign() * 0.1, sdf0)  # signs stay put under eps
+    weights = torch.randn(200, 3, generator=g, dtype=torch.float64)
+
+    def surface(sdf, positions):
+        points, _ = marching_tets(positions, tets, sdf)
+        return (points * weights[: len(points)]).sum()
+
+    assert torch.autograd.gradcheck(surface, (sdf0.clone().requires_grad_(), vertices.clone().requires_grad_()))
