@@ -28,7 +28,7 @@ def test_hamburger_is_distilled_right_from_everywhere_and_exported_as_a_clean_so
     assert sorted(rings) == [30.0, 60.0, 90.0, 120.0, 150.0]
     # Seen from above, the horizon and below. A cropped object (fovy 20) or layers at the wrong
     # elevation (view-class prompts over polar 30-150) fail these.
-    # 300 steps (a third of the demo) measured 0.92-0.97 IoU and 24-26 dB on every ring; the old
+    # 300 steps (a third of the demo) measured 0.92-0.97 IoU and 23.8-26 dB on every ring; the old
     # demo (view prompts, fovy 20, polar 70-80) scored 17 dB at the horizon and from below.
     assert min(r["iou"] for r in rings.values()) >= 0.90, rings
     assert min(r["psnr"] for r in rings.values()) >= 22.0, rings
@@ -39,10 +39,10 @@ def test_hamburger_is_distilled_right_from_everywhere_and_exported_as_a_clean_so
     # mesh had 21 % of its vertices inside the object, p95 distance 0.33).
     assert mesh["pieces"] == 1 and mesh["watertight"] and mesh["inner_shell_fraction"] < 0.01
     to_object, from_object = mesh["mesh_to_object"], mesh["object_to_mesh"]
-    assert to_object["inside"] < 0.03 and to_object["outside"] < 0.2, to_object  # measured 0.2 % / 13 %
-    assert to_object["within"] >= 0.8 and to_object["p95"] <= 0.07, to_object  # 87 %, 0.044
-    assert from_object["p95"] <= 0.08, from_object  # 0.054
-    assert mesh["volume_iou"] >= 0.85  # 0.90
+    assert to_object["inside"] < 0.03 and to_object["outside"] < 0.2, to_object  # measured 0.02 % / 16 %
+    assert to_object["within"] >= 0.8 and to_object["p95"] <= 0.07, to_object  # 84 %, 0.055
+    assert from_object["p95"] <= 0.08, from_object  # 0.061
+    assert mesh["volume_iou"] >= 0.85  # 0.89
     assert (tmp_path / "ws" / "results").is_dir() and DEMO_ARGS.is_file()
 
 
