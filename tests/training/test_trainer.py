@@ -78,12 +78,13 @@ def test_interrupt_saves_and_resumes_identically(tmp_path, tiny_sd, straight_wei
         return terms
 
     monkeypatch.setattr(Trainer, "optimize", optimize_then_ctrl_c)
+    before = signal.getsignal(signal.SIGINT)  # default_int_handler, or SIG_IGN in a background job
     interrupted = make(tmp_path, tiny_sd, *RESUME_ARGS, iters=6, per_epoch=3)
     assert interrupted.train() == 130
     assert interrupted.global_step == 4
     assert "interrupted after step 4" in (tmp_path / "log_df.txt").read_text()
     interrupted.close()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler put back
+    assert signal.getsignal(signal.SIGINT) is before  # handler put back
     monkeypatch.setattr(Trainer, "optimize", original)
 
     resumed = make(tmp_path, tiny_sd, *RESUME_ARGS, iters=6, per_epoch=3)
