@@ -58,14 +58,7 @@ _EPOCH_FILE = re.compile(r"^(?P<name>.+)_ep(?P<epoch>\d{4,})\.pth$")
 def capture_rng_state() -> dict[str, Any]:
     """States of every global random generator a run draws from (python, numpy, torch, CUDA), as
     tensors and plain numbers only, so a checkpoint loads with ``torch.load(weights_only=True)``."""
-    version, words, gauss = random.getstate()
-    _, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {
-        "python": {"version": int(version), "state": torch.tensor(words, dtype=torch.int64), "gauss": gauss},
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
-                  "cached_gaussian": float(cached)},
-        "torch": torch.get_rng_state(),
-    }
+    state = _tensor_rng({"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()})
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state

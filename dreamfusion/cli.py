@@ -170,9 +170,8 @@ def run(config: Config) -> int:
     """
     _check_mode(config)
     from .devices import seed_everything, select_device
-    from .workspace_guard import WorkspaceGuard
-
     from .memory import check_memory
+    from .workspace_guard import WorkspaceGuard
 
     device = select_device(config.device)  # fails before anything is written
     check_workspace(config.workspace)

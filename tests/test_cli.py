@@ -102,3 +102,22 @@ def test_failed_run_leaves_the_workspace_as_it_was(tmp_path):
     result = run_cli("--text", "a hamburger", "--workspace", "old", "--iters", "2", cwd=tmp_path)
     assert result.returncode == 2 and "--hf_key" in result.stderr  # no weights offline
     assert (old / "config.yaml").read_text() == "text: earlier run\n"
+
+
+def test_an_unexpected_error_is_one_line_exit_1_and_debug_shows_the_traceback(tmp_path, monkeypatch, capsys):
+    def broken(config, device, estimate):
+        raise RuntimeError("something internal\nsecond line")
+
+    monkeypatch.setattr(cli, "dry_run", broken)
+    argv = ["--text", "a hamburger", "--workspace", str(tmp_path / "ws"), "--device", "cpu", "--dry_run"]
+    monkeypatch.delenv("DREAMFUSION_DEBUG", raising=False)
+    assert cli.main(argv) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["dreamfusion: error: RuntimeError: something internal (unexpected; run again with --debug "
+                     "or DREAMFUSION_DEBUG=1 for the traceback, and please report it)"]
+    with pytest.raises(RuntimeError, match="something internal"):
+        cli.main([*argv, "--debug"])
+    monkeypatch.setenv("DREAMFUSION_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        cli.main(argv)
+    assert not (tmp_path / "ws").exists()
