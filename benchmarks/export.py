@@ -18,8 +18,8 @@ import torch
 
 from dreamfusion.cameras import intrinsics_from_fovy, look_at
 from dreamfusion.export import export_mesh
-from dreamfusion.export.mesh_renderer import mvp_from_c2w
-from dreamfusion.export.rasterizer import rasterize
+from dreamfusion.renderers.mesh import mvp_from_c2w
+from dreamfusion.renderers.rasterizer import rasterize
 from dreamfusion.export.uv_unwrap import unwrap_uv
 
 

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from dreamfusion.export.rasterizer import interpolate, rasterize
+from dreamfusion.renderers.rasterizer import interpolate, rasterize
 from dreamfusion.export.uv_unwrap import UVLayout
 
 # rgb(x: Float[N, 3]) -> Float[N, 3] in [0, 1]

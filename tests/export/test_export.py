@@ -143,7 +143,7 @@ def test_two_colour_texture_is_reproduced_through_the_written_files(exported, fm
 
 def test_textured_mesh_renders_red_left_blue_right_from_the_front(exported):
     from dreamfusion.cameras import intrinsics_from_fovy, look_at
-    from dreamfusion.export.mesh_renderer import mvp_from_c2w, render_mesh
+    from dreamfusion.renderers.mesh import mvp_from_c2w, render_mesh
 
     (glb,) = trimesh.load(exported.glb_path).geometry.values()
     texture = torch.tensor(np.asarray(glb.visual.material.baseColorTexture.convert("RGB"))) / 255.0

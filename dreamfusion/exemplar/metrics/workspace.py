@@ -78,7 +78,7 @@ def mesh_renderer(mesh: LoadedMesh, supersample: int = 2, device: torch.device |
     white and its face normals, rasterised at ``supersample``² samples per pixel and box-filtered,
     like the ground truth."""
     from dreamfusion.cameras import intrinsics_from_fovy
-    from dreamfusion.export.mesh_renderer import mvp_from_c2w, render_mesh
+    from dreamfusion.renderers.mesh import mvp_from_c2w, render_mesh
 
     vertices = torch.from_numpy(mesh.render_vertices).float().to(device)
     faces = torch.from_numpy(mesh.render_faces).long().to(device)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dreamfusion.cameras import projection_matrix
-from dreamfusion.export.rasterizer import interpolate, rasterize
+from dreamfusion.renderers.rasterizer import interpolate, rasterize
 
 
 def mvp_from_c2w(

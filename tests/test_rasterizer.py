@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from dreamfusion.cameras import get_rays, intrinsics_from_fovy, look_at
-from dreamfusion.export.mesh_renderer import mvp_from_c2w, render_mesh
-from dreamfusion.export.rasterizer import interpolate, nvdiffrast_available, rasterize
+from dreamfusion.renderers.mesh import mvp_from_c2w, render_mesh
+from dreamfusion.renderers.rasterizer import interpolate, nvdiffrast_available, rasterize
 
 
 def pixel_to_clip(points_px, width, height, z=None):

@@ -27,9 +27,9 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .errors import UserError
-from .fields import SHADINGS, NeRFField, safe_normalize
-from .losses import distortion_loss, normal_smoothness_3d, orientation_loss
+from dreamfusion.errors import UserError
+from dreamfusion.fields import SHADINGS, NeRFField, safe_normalize
+from dreamfusion.losses import distortion_loss, normal_smoothness_3d, orientation_loss
 
 
 @dataclass
@@ -152,7 +152,7 @@ class VolumeRenderer(nn.Module):
         self.field = field
         self.bound = c.bound
         if c.cuda_ray:
-            from .occupancy_grid import OccupancyGrid
+            from dreamfusion.occupancy_grid import OccupancyGrid
 
             self.occupancy = OccupancyGrid(bound=c.bound, resolution=c.grid_size, density_thresh=c.density_thresh, decay=c.grid_decay)
         else:
@@ -403,7 +403,7 @@ class VolumeRenderer(nn.Module):
         need_orient_loss=False, need_normal_perturb_loss=False, need_distortion_loss=False, generator=None,
     ) -> dict[str, Tensor]:
         """Occupancy-grid marching (``--cuda_ray``); see :mod:`dreamfusion.occupancy_grid`."""
-        from .occupancy_grid import march_and_composite
+        from dreamfusion.occupancy_grid import march_and_composite
 
         if self.occupancy.iterations == 0:
             # A never-updated grid is empty and would render only background; fill it once.
