@@ -175,8 +175,8 @@ class Config:
     mesh_surface: str = opt("visible", "which solid --save_mesh meshes: 'visible' (density above the level at which the mesh has the silhouettes of the renders, plus the space no view sees into: pockets, tunnels, narrow pits; texture as rendered along the normal) or 'density' (stable-dreamfusion: density above --density_thresh); both close hairline gaps, fill enclosed voids and drop floaters", "mesh", choices=("visible", "density"))
     decimate_target: int = opt(50000, "target face count", "mesh")
     dmtet: bool = opt(False, "DMTet mesh fine-tuning stage", "mesh")
-    tet_grid_size: int = opt(128, "DMTet tetrahedral grid size", "mesh", choices=(32, 64, 128, 256))
-    init_with: str = opt("", "DMTet initialisation: NeRF checkpoint or mesh", "mesh")
+    tet_grid_size: int = opt(128, "DMTet tetrahedral grid size, stable-dreamfusion's names: N means a Kuhn grid of N/2 cells per side, 6 tets per cell (128: 65^3 = 274,625 vertices, 1.57M tets, about stable-dreamfusion's 128 grid)", "mesh", choices=(32, 64, 128, 256))
+    init_with: str = opt("", "DMTet initialisation: the NeRF stage's checkpoint (<ws>/checkpoints/df.pth, or the workspace folder) or a mesh file (.obj/.glb/.ply/.stl)", "mesh")
     lock_geo: bool = opt(False, "DMTet: optimise texture only", "mesh")
     dmtet_reso_scale: float = opt(8.0, "DMTet render size = scale × (h, w)", "mesh")
 
@@ -219,11 +219,13 @@ class Config:
         return self.hf_key or SD_VERSIONS[self.sd_version]
 
 
+EXEMPLAR_DMTET_MAX_RESOLUTION = 128
+"""Largest exemplar-prior image size the DMTet stage raises ``--exemplar_resolution`` to."""
+
 RANGE_FIELDS = ("t_range", "radius_range", "theta_range", "phi_range", "fovy_range")
 
 NOT_BUILT = {
     "gui": "the interactive GUI (--gui)",
-    "dmtet": "the DMTet mesh stage (--dmtet)",
     "taichi_ray": "Taichi ray marching (--taichi_ray)",
 }
 """Options whose feature this version does not implement: using one is an error, never ignored."""
@@ -302,7 +304,14 @@ def resolve(config: Config) -> Config:
             c.t_range = [0.2, 0.5] if (c.references and c.text) else [0.02, 0.5]
         if c.references:
             c.lambda_normal = c.lambda_depth = 0.0
-        c.latent_iter_ratio = c.albedo_iter_ratio = 0.0
+        c.latent_iter_ratio = 0.0
+        if "exemplar" in c.guidance:
+            # The exemplar prior scores albedo renders (see above), so the stage keeps them; and it
+            # must see the stage's resolution, or an 8x render adds nothing. Its reference sets
+            # hold views x pixels floats, hence the cap.
+            c.exemplar_resolution = max(c.exemplar_resolution, min(c.h, c.w, EXEMPLAR_DMTET_MAX_RESOLUTION))
+        else:
+            c.albedo_iter_ratio = 0.0
         c.progressive_view = False
 
     if c.progressive_view:

@@ -50,7 +50,8 @@ def hash_grid_view(encoder, max_level: float | None, tv_points: int) -> HashGrid
 
 
 class Scene:
-    """Adapter over a ``VolumeRenderer`` (which owns the field and the occupancy grid).
+    """Adapter over a ``VolumeRenderer`` (which owns the field and the occupancy grid): the NeRF
+    stage (:class:`dreamfusion.dmtet.scene.DMTetScene` is the DMTet stage, same interface).
 
     Args:
         renderer: the volume renderer.
@@ -60,6 +61,8 @@ class Scene:
         tv_points: random vertices per level for the hash-grid TV gradient (stable-dreamfusion:
             1e6 points; fewer here because this runs on every step).
     """
+
+    stage = "nerf"
 
     def __init__(self, renderer, *, need_orient_loss: bool = True, need_normal_perturb_loss: bool = False,
                  need_distortion_loss: bool = False, tv_points: int = 1 << 16):
@@ -133,8 +136,9 @@ class Scene:
 
     def render(self, rays_o: Tensor, rays_d: Tensor, *, shading: str, ambient_ratio: float,
                bg_color: Tensor | None, perturb: bool, training: bool,
-               need_normal_image: bool = False, light_d: Tensor | None = None) -> dict[str, Tensor]:
-        """Render ``[B, N, 3]`` rays. Training renders return per-sample weights and regularisers;
+               need_normal_image: bool = False, light_d: Tensor | None = None, cameras=None) -> dict[str, Tensor]:
+        """Render ``[B, N, 3]`` rays (``cameras``, the CameraBatch they come from, is for stages that
+        rasterize; unused here). Training renders return per-sample weights and regularisers;
         inference renders go in chunks and, with ``need_normal_image``, add a normal image: the
         field's normal at each pixel's expected surface point o + d·depth/opacity, times the
         opacity (over black, like the renderer's own normal image). One normal per pixel instead

@@ -178,7 +178,7 @@ class Trainer:
         light = None if plan.known_view else self.guidance.light_directions(cameras)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             out = self.scene.render(rays_o, rays_d, shading=plan.shading, ambient_ratio=plan.ambient_ratio,
-                                    bg_color=background, perturb=True, training=True, light_d=light,
+                                    bg_color=background, perturb=True, training=True, light_d=light, cameras=cameras,
                                     need_normal_image=c.lambda_2d_normal_smooth > 0
                                     or (plan.known_view and c.lambda_normal > 0))
         rgb = out["image"].reshape(B, H, W, 3)
@@ -224,6 +224,10 @@ class Trainer:
             terms["orient"] = c.lambda_orient * out["loss_orient"]
         if c.lambda_3d_normal_smooth > 0 and "loss_normal_perturb" in out:
             terms["normal_3d"] = c.lambda_3d_normal_smooth * out["loss_normal_perturb"]
+        if c.lambda_mesh_normal > 0 and "loss_mesh_normal" in out:  # the DMTet stage's surface
+            terms["mesh_normal"] = c.lambda_mesh_normal * out["loss_mesh_normal"]
+        if c.lambda_mesh_laplacian > 0 and "loss_mesh_laplacian" in out:
+            terms["mesh_laplacian"] = c.lambda_mesh_laplacian * out["loss_mesh_laplacian"]
 
         loss = sum(terms.values())
         return loss, {k: float(v.detach()) for k, v in terms.items()}
@@ -443,7 +447,7 @@ class Trainer:
                 one = _slice_cameras(cameras, i).to(self.device)
                 rays_o, rays_d = one.rays()
                 out = self.scene.render(rays_o, rays_d, shading="albedo", ambient_ratio=1.0, bg_color=None,
-                                        perturb=False, training=False, need_normal_image=normals)
+                                        perturb=False, training=False, need_normal_image=normals, cameras=one)
                 H, W = one.height, one.width
                 frame = {"rgb": out["image"].reshape(H, W, 3).float().clamp(0, 1),
                          "depth": out["depth"].reshape(H, W).float()}
@@ -531,6 +535,7 @@ class Trainer:
             "ema": self.ema.state_dict(),
             "rng": capture_rng_state(),
             "config": _plain_config(self.cfg),
+            "stage": self.scene.stage,
         }
 
     def best_state(self) -> dict[str, Any]:
@@ -542,7 +547,7 @@ class Trainer:
         finally:
             self.ema.restore()
         return {"epoch": self.epoch, "global_step": self.global_step, "model": model,
-                "config": _plain_config(self.cfg)}
+                "config": _plain_config(self.cfg), "stage": self.scene.stage}
 
     def read_checkpoint(self, ckpt: str) -> tuple[ResolvedCheckpoint, dict | None]:
         """Resolve ``--ckpt`` and read the file (raises UserError for a missing or bad one), without

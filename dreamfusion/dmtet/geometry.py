@@ -1,0 +1,160 @@
+"""The DMTet stage's geometry: an SDF and bounded vertex deformations on the tetrahedral grid, its
+initialisation from a NeRF's density or from a mesh, and the mesh regularisers.
+
+    geometry = TetGeometry(tet_grid_size=128)
+    init_from_density(geometry, scene.density_fn, level)    # or init_from_mesh(geometry, v, f)
+    vertices, faces = geometry.surface()                    # differentiable marching tetrahedra
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dreamfusion.dmtet.marching_tets import marching_tets
+from dreamfusion.dmtet.tet_grid import kuhn_cells, tet_grid
+from dreamfusion.errors import UserError
+
+
+class TetGeometry(nn.Module):
+    """``sdf`` [V] (positive inside) and ``deform`` [V, 3] on a Kuhn grid spanning
+    ``[-1, 1]^3 * tet_scale``. A vertex sits at ``grid * tet_scale + tanh(deform) / tet_grid_size``
+    (stable-dreamfusion's bound: a quarter of a cell). The state dict holds ``sdf``, ``deform`` and
+    ``tet_scale``; the grid itself is regenerated (or read from the cache) from ``tet_grid_size``."""
+
+    def __init__(self, tet_grid_size: int, cache: str | None = None):
+        super().__init__()
+        vertices, tets = tet_grid(tet_grid_size, cache)
+        self.tet_grid_size = tet_grid_size
+        self.cells = kuhn_cells(tet_grid_size)
+        self.register_buffer("grid", torch.from_numpy(vertices), persistent=False)
+        self.register_buffer("tets", torch.from_numpy(tets), persistent=False)
+        self.register_buffer("tet_scale", torch.ones(3))
+        self.sdf = nn.Parameter(torch.zeros(len(vertices)))
+        self.deform = nn.Parameter(torch.zeros(len(vertices), 3))
+
+    def vertices(self) -> Tensor:
+        """Float[V, 3] deformed grid vertices."""
+        return self.grid * self.tet_scale + torch.tanh(self.deform) / self.tet_grid_size
+
+    def surface(self) -> tuple[Tensor, Tensor]:
+        """Float[K, 3] vertices and Int64[F, 3] outward faces of the zero level set."""
+        return marching_tets(self.vertices(), self.tets, self.sdf)
+
+    def lattice(self) -> Tensor:
+        """Float[n, n, n, 3] undeformed vertex positions (n = cells + 1), x slowest."""
+        n = self.cells + 1
+        return (self.grid * self.tet_scale).reshape(n, n, n, 3)
+
+
+def _query(fn: Callable[[Tensor], Tensor], points: Tensor, chunk: int = 1 << 18) -> Tensor:
+    return torch.cat([fn(points[i:i + chunk]) for i in range(0, len(points), chunk)])
+
+
+@torch.no_grad()
+def init_from_density(geometry: TetGeometry, density_fn: Callable[[Tensor], Tensor], level: float, *,
+                      fill_hidden: bool = True, device: torch.device | str | None = None) -> dict:
+    """stable-dreamfusion's init: query the density at the grid vertices, ``tet_scale`` = the largest
+    |coordinate| of a vertex above ``level``, per axis, + 0.1; then ``sdf = clamp(σ − level, −1, 1)``
+    at the scaled vertices. Then the mesh export's clean-up on that lattice, so the stage starts from
+    the solid the NeRF's mesh is made of: space no view can see into (``fill_hidden``, the export's
+    ``--mesh_surface visible``), enclosed voids and hairline gaps become inside, floaters outside.
+
+    Returns counts of what the clean-up changed."""
+    from dreamfusion.export.hidden_space import enclosed_space
+    from dreamfusion.export.solidify import solidify_grid
+
+    grid = geometry.grid
+    sigma = _query(density_fn, grid)
+    valid = sigma > level
+    if not bool(valid.any()):
+        raise UserError(f"--init_with: the NeRF's density is nowhere above {level:.3g}; nothing to start DMTet from "
+                        "(train the NeRF stage longer)")
+    geometry.tet_scale.copy_(grid[valid].abs().amax(0) + 0.1)
+    sigma = _query(density_fn, geometry.lattice().reshape(-1, 3))
+    sdf = (sigma - level).clamp(-1.0, 1.0)
+    n = geometry.cells + 1
+    values = sigma.reshape(n, n, n).float().cpu().numpy()
+    hidden = 0
+    if fill_hidden:
+        enclosed = enclosed_space(values > level, device=device)
+        hidden = int(enclosed.sum())
+        values = np.where(enclosed, np.float32(level + max(abs(level), 1.0)), values)
+    solid, stats = solidify_grid(values, level)
+    inside = torch.from_numpy(solid.reshape(-1) > level).to(sdf.device)
+    # Keep s-df's values where the clean-up agrees; flip the sign (to a small value) where it does not.
+    small = torch.full_like(sdf, 1e-2)
+    sdf = torch.where(inside, torch.maximum(sdf, small), torch.minimum(sdf, -small))
+    geometry.sdf.copy_(sdf)
+    geometry.deform.zero_()
+    return {"hidden": hidden, "filled": stats.filled_voxels, "removed": stats.removed_voxels,
+            "inside": int(inside.sum())}
+
+
+@torch.no_grad()
+def init_from_mesh(geometry: TetGeometry, vertices: np.ndarray, faces: np.ndarray) -> None:
+    """stable-dreamfusion's mesh init: the mesh scaled into a box of half size 0.8 (centred),
+    ``tet_scale = max |v| + 0.1`` (one value for all axes), ``sdf = clamp(−10 · signed distance, −1, 1)``
+    (inside positive; inside/outside by ray parity along the three axes, so the mesh should be closed)."""
+    from dreamfusion.exemplar.metrics.geometry import distance_to_mesh, voxelize_mesh
+
+    vertices = np.asarray(vertices, dtype=np.float64)
+    faces = np.asarray(faces, dtype=np.int64)
+    if len(faces) == 0:
+        raise UserError("--init_with: the mesh has no faces")
+    centre = (vertices.min(0) + vertices.max(0)) / 2
+    vertices = vertices - centre
+    vertices = vertices * (0.8 / max(np.abs(vertices).max(), 1e-8))
+    scale = float(np.abs(vertices).max()) + 0.1
+    geometry.tet_scale.fill_(scale)
+    points = geometry.lattice().reshape(-1, 3).cpu().numpy().astype(np.float64)
+    distance = distance_to_mesh(points, vertices, faces)
+    # The lattice's nodes are the voxel centres of an (cells + 1)^3 grid over a slightly larger box.
+    n = geometry.cells + 1
+    inside = voxelize_mesh(vertices, faces, n, scale * n / geometry.cells).reshape(-1)
+    signed = np.where(inside, -distance, distance)
+    geometry.sdf.copy_(torch.from_numpy(np.clip(-10.0 * signed, -1.0, 1.0)).to(geometry.sdf))
+    geometry.deform.zero_()
+
+
+def vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
+    """Float[V, 3]: the normalised sum of the unit normals of the faces around each vertex
+    ((0, 0, 1) where that sum vanishes), as stable-dreamfusion."""
+    corners = vertices[faces]
+    face_n = F.normalize(torch.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0], dim=1), dim=1)
+    summed = torch.zeros_like(vertices).index_add(0, faces.reshape(-1), face_n.repeat_interleave(3, 0))
+    length = summed.norm(dim=1, keepdim=True)
+    fallback = torch.tensor([0.0, 0.0, 1.0], device=vertices.device, dtype=vertices.dtype).expand_as(summed)
+    return torch.where(length > 1e-20, summed / length.clamp_min(1e-20), fallback)
+
+
+def normal_consistency(vertices: Tensor, faces: Tensor, neighbours: Tensor) -> Tensor:
+    """Mean over interior edges of |1 − n₀·n₁| for the unit normals of the two faces on the edge.
+
+    Args:
+        neighbours: Long[F, 3] from :func:`dreamfusion.renderers.antialias.edge_neighbours`.
+    """
+    corners = vertices[faces]
+    face_n = F.normalize(torch.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0], dim=1), dim=1)
+    face = torch.arange(len(faces), device=faces.device)[:, None].expand_as(neighbours)
+    once = neighbours > face  # each interior edge counted from its lower-index face
+    if not bool(once.any()):
+        return vertices.new_zeros(())
+    cos = (face_n[face[once]] * face_n[neighbours[once]]).sum(1).clamp(-1.0, 1.0)
+    return (1.0 - cos).abs().mean()
+
+
+def laplacian_loss(vertices: Tensor, faces: Tensor) -> Tensor:
+    """Uniform, unnormalised Laplacian: mean over vertices of ‖deg_i v_i − Σ_{j∈N(i)} v_j‖."""
+    if len(faces) == 0:
+        return vertices.new_zeros(())
+    edges = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    edges = torch.unique(torch.sort(edges, dim=1).values, dim=0)
+    a, b = edges[:, 0], edges[:, 1]
+    degree = torch.bincount(torch.cat([a, b]), minlength=len(vertices)).to(vertices.dtype)
+    summed = torch.zeros_like(vertices).index_add(0, a, vertices[b]).index_add(0, b, vertices[a])
+    return (degree[:, None] * vertices - summed).norm(dim=1).mean()

@@ -1,0 +1,177 @@
+"""The DMTet stage's geometry and scene: mesh regularisers against closed forms, initialisation from
+a density (with the export's clean-up) and from a mesh, rendering, and silhouette fitting through
+marching tetrahedra + rasterizer + antialiasing."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from dreamfusion.cameras import intrinsics_from_fovy, look_at, make_batch
+from dreamfusion.dmtet.geometry import (
+    TetGeometry, init_from_density, init_from_mesh, laplacian_loss, normal_consistency, vertex_normals,
+)
+from dreamfusion.dmtet.scene import DMTetScene
+from dreamfusion.fields import FieldConfig, NeRFField
+from dreamfusion.renderers.antialias import edge_neighbours
+
+
+def test_mesh_regularisers_closed_forms():
+    # Regular tetrahedron centred at the origin: every vertex has degree 3 and Σ neighbours = −v,
+    # so deg·v − Σ v_j = 4v: the Laplacian loss is 4 × circumradius. Dihedral angle acos(1/3):
+    # adjacent outward normals meet at cos = −1/3, so |1 − cos| = 4/3 on every edge.
+    v = torch.tensor([[1.0, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=torch.float64)
+    f = torch.tensor([[0, 1, 2], [0, 3, 1], [0, 2, 3], [1, 3, 2]])
+    assert float(laplacian_loss(v, f)) == pytest.approx(4 * math.sqrt(3))
+    assert float(normal_consistency(v, f, edge_neighbours(f))) == pytest.approx(4 / 3)
+    # A flat, finely split square has no normal change.
+    flat = trimesh.creation.box(extents=(1, 1, 1e-9)).subdivide()
+    top = torch.as_tensor(flat.faces[flat.face_normals[:, 2] > 0.5])
+    verts = torch.as_tensor(flat.vertices)
+    assert float(normal_consistency(verts, top, edge_neighbours(top))) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_vertex_normals_of_a_sphere_point_outwards():
+    sphere = trimesh.creation.icosphere(subdivisions=3)
+    v, f = torch.as_tensor(sphere.vertices), torch.as_tensor(sphere.faces)
+    n = vertex_normals(v, f)
+    assert float((n * v).sum(1).min()) > 0.995
+
+
+def sphere_density(radius=0.5, centre=(0.0, 0.0, 0.0), sigma=20.0):
+    c = torch.tensor(centre)
+    return lambda x: torch.where((x - c).norm(dim=-1) < radius, torch.full_like(x[:, 0], sigma), torch.zeros_like(x[:, 0]))
+
+
+def radii(geometry):
+    with torch.no_grad():
+        vertices, faces = geometry.surface()
+    return vertices.norm(dim=1), faces
+
+
+def test_init_from_density_scales_the_grid_and_finds_the_sphere(tmp_path):
+    geometry = TetGeometry(48, cache=tmp_path)  # 24 cells
+    init_from_density(geometry, sphere_density(0.5), level=10.0, fill_hidden=False)
+    cell = 2.0 / geometry.cells
+    # tet_scale = the largest coordinate of a grid vertex inside the sphere + 0.1, per axis.
+    expected = np.abs(np.linspace(-1, 1, geometry.cells + 1))
+    expected = expected[expected < 0.5].max() + 0.1
+    np.testing.assert_allclose(geometry.tet_scale.numpy(), expected, atol=1e-6)
+    r, faces = radii(geometry)
+    assert len(faces) > 100
+    assert float((r - 0.5).abs().max()) < cell * expected  # the surface lies within a cell of r = 0.5
+
+
+def test_init_cleans_up_hollow_shells_and_floaters(tmp_path):
+    # A hollow ball (shell 0.35 < r < 0.55) and a small floater: the initial surface must be the
+    # outer sphere alone, as the NeRF's exported mesh would be.
+    shell = lambda x: torch.where((x.norm(dim=-1) < 0.55) & (x.norm(dim=-1) > 0.35), 20.0, 0.0)  # noqa: E731
+    floater = sphere_density(0.07, (0.0, 0.0, -0.9))  # 4+ cells below: not bridged by the closing
+    density = lambda x: shell(x) + floater(x)  # noqa: E731
+    geometry = TetGeometry(64, cache=tmp_path)
+    changed = init_from_density(geometry, density, level=10.0, fill_hidden=True)
+    r, faces = radii(geometry)
+    assert changed["hidden"] + changed["filled"] > 1000 and changed["removed"] > 0
+    assert float(r.min()) > 0.45 and float(r.max()) < 0.62
+
+
+def test_init_from_mesh_normalises_it_to_a_0_8_box(tmp_path):
+    sphere = trimesh.creation.icosphere(subdivisions=3, radius=3.0)
+    geometry = TetGeometry(48, cache=tmp_path)
+    init_from_mesh(geometry, sphere.vertices + 5.0, sphere.faces)
+    np.testing.assert_allclose(geometry.tet_scale.numpy(), 0.9, atol=1e-3)
+    r, faces = radii(geometry)
+    assert len(faces) > 100 and float((r - 0.8).abs().max()) < 0.04
+
+
+def tiny_field():
+    torch.manual_seed(0)
+    return NeRFField(FieldConfig(log2_hashmap_size=12, bg_radius=-1.0, num_levels=4, desired_resolution=64))
+
+
+def cameras(size, polar=(90.0, 60.0, 120.0, 90.0), azimuth=(0.0, 90.0, 200.0, -60.0)):
+    from dreamfusion.cameras import OrbitConfig
+
+    n = len(polar)
+    return make_batch(OrbitConfig(), torch.tensor(polar), torch.tensor(azimuth), torch.full((n,), 3.0),
+                      torch.full((n,), 30.0), size, size)
+
+
+def test_scene_renders_the_sphere_silhouette_and_carries_gradients(tmp_path):
+    geometry = TetGeometry(48, cache=tmp_path)
+    init_from_density(geometry, sphere_density(0.5), level=10.0, fill_hidden=False)
+    scene = DMTetScene(tiny_field(), geometry)
+    cams = cameras(64)
+    rays_o, rays_d = cams.rays()
+    out = scene.render(rays_o, rays_d, cameras=cams, shading="lambertian", ambient_ratio=0.2, bg_color=None,
+                       perturb=True, training=True)
+    # Silhouette of a sphere of radius r seen from 3.0: a disc of angular radius asin(r/3). The
+    # surface lies between its smallest and largest vertex radius.
+    focal = 32 / math.tan(math.radians(15))
+    disc = lambda r: math.pi * (focal * math.tan(math.asin(r / 3.0))) ** 2  # noqa: E731
+    r, _ = radii(geometry)
+    coverage = out["weights_sum"].sum(1).detach()
+    assert torch.all((coverage > disc(float(r.min()))) & (coverage < disc(float(r.max())))), coverage
+    assert torch.allclose(out["image"][out["weights_sum"] == 0], torch.ones(3))  # white background
+    depth = out["depth"].reshape(4, 64, 64)[:, 32, 32]
+    assert torch.allclose(depth, torch.full((4,), 2.5), atol=0.03)
+    loss = out["image"].mean() + out["loss_mesh_normal"] + out["loss_mesh_laplacian"]
+    loss.backward()
+    assert geometry.sdf.grad.abs().sum() > 0 and geometry.deform.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in scene.field.parameters())
+
+
+def test_lock_geo_optimises_the_texture_only(tmp_path):
+    geometry = TetGeometry(32, cache=tmp_path)
+    init_from_density(geometry, sphere_density(0.5), level=10.0, fill_hidden=False)
+    scene = DMTetScene(tiny_field(), geometry, lock_geo=True)
+    assert all(p is not geometry.sdf and p is not geometry.deform for g in scene.param_groups(1e-3) for p in g["params"])
+    cams = cameras(32)
+    out = scene.render(*cams.rays(), cameras=cams, shading="textureless", ambient_ratio=0.2, bg_color=None,
+                       perturb=True, training=True)
+    assert "loss_mesh_normal" not in out
+    out["image"].mean().backward()  # textureless became lambertian: the texture gets a gradient
+    assert geometry.sdf.grad is None
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in scene.field.parameters())
+
+
+def test_sdf_and_deformation_fit_target_silhouettes(tmp_path):
+    # From a sphere of radius 0.35 to the silhouettes of an ellipsoid (0.55, 0.4, 0.5) seen from
+    # four cameras: only the antialiasing pass gives the SDF a gradient at silhouettes.
+    geometry = TetGeometry(40, cache=tmp_path)
+    init_from_density(geometry, sphere_density(0.6), level=10.0, fill_hidden=False)  # tet_scale ~0.7
+    axes = torch.tensor([0.55, 0.4, 0.5])
+    with torch.no_grad():
+        points = geometry.lattice().reshape(-1, 3)
+        geometry.sdf.copy_((0.35 - points.norm(dim=1)).clamp(-0.1, 0.1) * 10)
+    scene = DMTetScene(tiny_field(), geometry)
+    cams = cameras(48)
+    rays_o, rays_d = cams.rays()
+    target_geometry = TetGeometry(40, cache=tmp_path)
+    target_geometry.tet_scale.copy_(geometry.tet_scale)
+    with torch.no_grad():
+        pts = target_geometry.lattice().reshape(-1, 3)
+        target_geometry.sdf.copy_((1.0 - (pts / axes).norm(dim=1)).clamp(-0.1, 0.1) * 10)
+        target = DMTetScene(tiny_field(), target_geometry).render(rays_o, rays_d, cameras=cams, shading="albedo",
+                                                                  ambient_ratio=1.0, bg_color=1.0, perturb=False,
+                                                                  training=False)["weights_sum"]
+
+    def iou(alpha):
+        a, b = alpha > 0.5, target > 0.5
+        return float((a & b).sum() / (a | b).sum())
+
+    optimizer = torch.optim.Adam([geometry.sdf, geometry.deform], lr=0.1)
+    start = None
+    for _ in range(60):
+        out = scene.render(rays_o, rays_d, cameras=cams, shading="albedo", ambient_ratio=1.0, bg_color=1.0,
+                           perturb=False, training=True)
+        start = iou(out["weights_sum"].detach()) if start is None else start
+        loss = (out["weights_sum"] - target).square().mean() + 1e-3 * out["loss_mesh_laplacian"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    final = iou(scene.render(rays_o, rays_d, cameras=cams, shading="albedo", ambient_ratio=1.0, bg_color=1.0,
+                             perturb=False, training=False)["weights_sum"])
+    assert start < 0.6 and final > 0.93, (start, final)
