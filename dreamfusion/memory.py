@@ -14,6 +14,10 @@ the hash-grid field; ``benchmarks/training_step.py`` prints peak memory per step
   node) and bakes a ``texture_size``² texture (~64 bytes per texel);
 * a fixed ~1 GB for the process, the field's tables and a prior.
 
+The DMTet stage rasterizes instead of marching rays: its step holds per pixel the raster buffers,
+interpolated attributes and one colour query with its graph (~3 KB), and per tetrahedron the grid
+and the marching temporaries (~64 bytes); its renders ~1 KB per pixel.
+
 The check refuses a run whose estimate exceeds the memory available now (device memory for the
 training step on CUDA, host memory otherwise), with one line that names the part that does not fit.
 What is merely large (stable-dreamfusion's own sizes) passes: 1 × 64 × 64 rays × 96 samples is
@@ -36,6 +40,9 @@ FRAME_BYTES_PER_PIXEL = 32
 VIDEO_BYTES_PER_PIXEL = 12
 GRID_BYTES_PER_NODE = 16
 TEXTURE_BYTES_PER_TEXEL = 64
+DMTET_TRAIN_BYTES_PER_PIXEL = 3072
+DMTET_RENDER_BYTES_PER_PIXEL = 1024
+DMTET_BYTES_PER_TET = 64
 BASE_BYTES = 1 * GB
 
 
@@ -69,6 +76,10 @@ def estimate_memory(c) -> MemoryEstimate:
     training = 0 if (c.test or c.six_views) else rays * samples * TRAIN_BYTES_PER_SAMPLE
     pixels = c.H * c.W
     render = min(pixels, c.max_ray_batch) * samples * RENDER_BYTES_PER_SAMPLE + pixels * FRAME_BYTES_PER_PIXEL
+    if getattr(c, "dmtet", False):
+        tets = 6 * (c.tet_grid_size // 2) ** 3
+        training = 0 if (c.test or c.six_views) else rays * DMTET_TRAIN_BYTES_PER_PIXEL + tets * DMTET_BYTES_PER_TET
+        render = pixels * (DMTET_RENDER_BYTES_PER_PIXEL + FRAME_BYTES_PER_PIXEL) + tets * DMTET_BYTES_PER_TET
     video = c.dataset_size_test * pixels * VIDEO_BYTES_PER_PIXEL
     mesh = (c.mcubes_resolution ** 3 * GRID_BYTES_PER_NODE + c.texture_size ** 2 * TEXTURE_BYTES_PER_TEXEL
             if c.save_mesh else 0)

@@ -64,10 +64,11 @@ def marching_tets(vertices: Tensor, tets: Tensor, sdf: Tensor) -> tuple[Tensor, 
     """
     device = vertices.device
     inside = sdf > 0
-    inside4 = inside[tets]  # [T, 4]
-    n_inside = inside4.sum(1)
-    crossing_tets = (n_inside > 0) & (n_inside < 4)
-    tets, inside4 = tets[crossing_tets], inside4[crossing_tets]
+    # Occupancy code per tet in uint8 (bool -> int64 sums over millions of tets dominate otherwise).
+    occupancy = inside.to(torch.uint8)[tets]  # [T, 4]
+    code = occupancy[:, 0] | (occupancy[:, 1] << 1) | (occupancy[:, 2] << 2) | (occupancy[:, 3] << 3)
+    crossing_tets = (code != 0) & (code != 15)
+    tets, code = tets[crossing_tets], code[crossing_tets].long()
     if tets.shape[0] == 0:
         return vertices.new_zeros(0, 3), torch.zeros(0, 3, dtype=torch.long, device=device)
     pairs = tets[:, torch.tensor(EDGES, device=device)]  # [T, 6, 2]
@@ -82,7 +83,6 @@ def marching_tets(vertices: Tensor, tets: Tensor, sdf: Tensor) -> tuple[Tensor, 
     sa, sb = sdf[a], sdf[b]
     points = (vertices[a] * (-sb)[:, None] + vertices[b] * sa[:, None]) / (sa - sb)[:, None]
     edge_vertex = new_index[inverse]  # [T, 6]: surface vertex on each tet edge (−1: none)
-    code = (inside4.long() * torch.tensor([1, 2, 4, 8], device=device)).sum(1)
     table, count = torch.from_numpy(_TABLE).to(device), torch.from_numpy(_COUNT).to(device)
     faces = [torch.gather(edge_vertex, 1, table[code, 0])]
     two = count[code] == 2

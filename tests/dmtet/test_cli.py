@@ -92,7 +92,6 @@ RUNNER = textwrap.dedent("""
             return original(self, step)
         Trainer.optimize = optimize
     from dreamfusion.cli import main
-from dreamfusion.exemplar.metrics.geometry import edge_report, weld
     sys.exit(main(sys.argv[1:]))
 """)
 

@@ -31,19 +31,25 @@ def load_scene(workspace: str | Path, ckpt: str = "latest", device: torch.device
     from dreamfusion.checkpoints import CheckpointManager, load_checkpoint
     from dreamfusion.cli import load_saved_config
     from dreamfusion.config import Config, resolve
-    from dreamfusion.training.scene import build_scene
+    from dreamfusion.dmtet.stage import checkpoint_stage
+    from dreamfusion.training.entry import build_stage_scene
 
     workspace = Path(workspace)
     if not workspace.is_dir():
         raise UserError(f"{workspace}: workspace not found")
     saved = load_saved_config(workspace)
     known = {f.name for f in dataclasses.fields(Config)}
-    config = resolve(Config(**{k: v for k, v in saved.items() if k in known and k != "references"}))
+    config = Config(**{k: v for k, v in saved.items() if k in known and k != "references"})
     resolved = CheckpointManager(workspace, "df", log=lambda *_: None).resolve(ckpt)
     if resolved.path is None:
         raise UserError(f"{workspace}: no checkpoint to evaluate (train first)")
-    scene = build_scene(config).to(device)
-    scene.load_state_dict(load_checkpoint(resolved.path, map_location=device)["model"])
+    state = load_checkpoint(resolved.path, map_location=device)
+    if checkpoint_stage(state) == "dmtet":
+        config.dmtet = True  # the saved config is already resolved: keep its sizes
+    else:
+        config = resolve(config)
+    scene = build_stage_scene(config).to(device)
+    scene.load_state_dict(state["model"])
     scene.eval()
     return config, scene
 
@@ -61,7 +67,7 @@ def field_renderer(scene, device: torch.device | str):
         for i in range(rays_o.shape[0]):
             out = scene.render(rays_o[i:i + 1], rays_d[i:i + 1], shading="albedo", ambient_ratio=1.0,
                                bg_color=torch.ones(3, device=device), perturb=False, training=False,
-                               need_normal_image=True)
+                               need_normal_image=True, cameras=_one_camera(cameras, i).to(device))
             alpha = out["weights_sum"].reshape(H, W).float()
             # The scene's normal image is opacity * (n + 1) / 2, n at the expected surface point.
             normal = 2.0 * out["normal_image"].reshape(H, W, 3).float() / alpha[..., None].clamp_min(1e-6) - 1.0
@@ -71,6 +77,12 @@ def field_renderer(scene, device: torch.device | str):
         return ViewRender(torch.stack(rgbs).cpu(), torch.stack(alphas).cpu(), torch.stack(normals).cpu())
 
     return render
+
+
+def _one_camera(cameras, i: int):
+    from dreamfusion.training.trainer import _slice_cameras
+
+    return _slice_cameras(cameras, i)
 
 
 def mesh_renderer(mesh: LoadedMesh, supersample: int = 2, device: torch.device | str = "cpu"):
@@ -149,8 +161,14 @@ def evaluate_workspace(workspace: str | Path, *, prompt: str | None = None, devi
         from dreamfusion.export import resolve_density_threshold
 
         views = score_views(field_renderer(scene, device), truth, cameras)
-        threshold = resolve_density_threshold(config.density_thresh, scene.mean_density())
-        solid = field_solid(scene.density_fn, threshold, volume_resolution, config.bound, device)
+        if getattr(scene, "stage", "nerf") == "dmtet":  # the DMTet stage's field is its surface
+            from dreamfusion.exemplar.metrics.geometry import voxelize_mesh
+
+            threshold = 0.0
+            solid = voxelize_mesh(*scene.surface_numpy(), volume_resolution)
+        else:
+            threshold = resolve_density_threshold(config.density_thresh, scene.mean_density())
+            solid = field_solid(scene.density_fn, threshold, volume_resolution, config.bound, device)
         report["field"] = {"views": _public(views), "volume_iou": volume_iou(solid, truth_solid), "threshold": threshold}
         report["field_images"] = views["images"]
     if mesh:
