@@ -21,10 +21,13 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 test: setup
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest tests
 
+# Both stages: the NeRF, then DMTet refinement of its surface in $(DEMO_WORKSPACE)-dmtet.
 demo: setup
 	HF_HUB_OFFLINE=1 $(PY) -m dreamfusion --file configs/exemplar-demo.txt --text "a hamburger" \
 		--workspace $(DEMO_WORKSPACE) --save_mesh $(DEMO_ARGS)
-	@echo "open $(DEMO_WORKSPACE)/index.html to see the images, video and mesh"
+	HF_HUB_OFFLINE=1 $(PY) -m dreamfusion --file configs/exemplar-demo.txt --file configs/exemplar-demo-dmtet.txt \
+		--text "a hamburger" --workspace $(DEMO_WORKSPACE)-dmtet --init_with $(DEMO_WORKSPACE) --save_mesh $(DEMO_ARGS)
+	@echo "open $(DEMO_WORKSPACE)/index.html and $(DEMO_WORKSPACE)-dmtet/index.html to see the images, videos and meshes"
 
 benchmarks: setup
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

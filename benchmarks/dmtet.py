@@ -6,8 +6,9 @@ metrics (``dreamfusion.exemplar.metrics``: views all around, polar 30-150, and d
    (so extraction is not credited as refinement);
 3. ``dmtet``: after the DMTet stage (``--dmtet --init_with <nerf>/checkpoints``), exported.
 
-Everything goes through the real CLI configuration (configs/exemplar-demo.txt plus the DMTet options
-below); NeRF workspaces are reused when they already hold a mesh.
+Everything goes through the real CLI configuration (configs/exemplar-demo.txt, then
+configs/exemplar-demo-dmtet.txt for the DMTet stage: the `make demo` settings); NeRF workspaces are
+reused when they already hold a mesh.
 
     python benchmarks/dmtet.py                                   # every object, seed 0
     python benchmarks/dmtet.py --objects "a hamburger" --workspace bench-dmtet -- --iters 300
@@ -32,8 +33,7 @@ from dreamfusion.exemplar.metrics import evaluate_workspace, json_report  # noqa
 from dreamfusion.exemplar.objects import OBJECT_NAMES, get_object  # noqa: E402
 
 # The DMTet settings measured (and used by `make demo`): see docs/dmtet.md.
-DMTET_ARGS = ["--dmtet", "--tet_grid_size", "128", "--dmtet_reso_scale", "2", "--iters", "300",
-              "--dataset_size_train", "100", "--eval_interval", "3"]
+DMTET_ARGS = ["--file", str(DEMO_ARGS.parent / "exemplar-demo-dmtet.txt")]
 
 
 def mesh_row(report: dict) -> dict:
@@ -54,11 +54,10 @@ def dmtet_config(prompt: str, workspace: Path, nerf: Path, device: torch.device,
 
 def initial_surface(prompt: str, workspace: Path, nerf: Path, device: torch.device, extra: list[str]) -> Path:
     """Export the DMTet surface right after initialisation, untrained: <workspace>/mesh/mesh.obj."""
-    from dreamfusion.config import resolve
     from dreamfusion.dmtet.stage import build_dmtet_scene, initialise
     from dreamfusion.export import MeshExportConfig, export_textured_mesh
 
-    config = resolve(dmtet_config(prompt, workspace, nerf, device, extra))
+    config = dmtet_config(prompt, workspace, nerf, device, extra)  # parsed and resolved
     scene = build_dmtet_scene(config).to(device)
     initialise(scene, config, device, log=lambda line: print("  " + line))
     scene.eval()

@@ -179,6 +179,7 @@ class Config:
     init_with: str = opt("", "DMTet initialisation: the NeRF stage's checkpoint (<ws>/checkpoints/df.pth, or the workspace folder) or a mesh file (.obj/.glb/.ply/.stl)", "mesh")
     lock_geo: bool = opt(False, "DMTet: optimise texture only", "mesh")
     dmtet_reso_scale: float = opt(8.0, "DMTet render size = scale × (h, w)", "mesh")
+    dmtet_lr_scale: float = opt(10.0, "DMTet: learning rate of the SDF and the deformations = scale × the base rate (1 is stable-dreamfusion, where the geometry barely moves; see docs/dmtet.md)", "mesh")
 
     # ---- GUI and validation/test render size (spec §2.9)
     W: int = opt(800, "GUI width; also validation/test/six-view render width", "gui", flag="--W")
@@ -304,14 +305,11 @@ def resolve(config: Config) -> Config:
             c.t_range = [0.2, 0.5] if (c.references and c.text) else [0.02, 0.5]
         if c.references:
             c.lambda_normal = c.lambda_depth = 0.0
-        c.latent_iter_ratio = 0.0
+        c.latent_iter_ratio = c.albedo_iter_ratio = 0.0  # shaded renders: shading is what shows the surface
         if "exemplar" in c.guidance:
-            # The exemplar prior scores albedo renders (see above), so the stage keeps them; and it
-            # must see the stage's resolution, or an 8x render adds nothing. Its reference sets
-            # hold views x pixels floats, hence the cap.
+            # The exemplar prior must see the stage's resolution, or an 8x render adds nothing. Its
+            # reference sets hold views x pixels floats, hence the cap.
             c.exemplar_resolution = max(c.exemplar_resolution, min(c.h, c.w, EXEMPLAR_DMTET_MAX_RESOLUTION))
-        else:
-            c.albedo_iter_ratio = 0.0
         c.progressive_view = False
 
     if c.progressive_view:

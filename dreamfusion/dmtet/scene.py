@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dreamfusion.dmtet.geometry import TetGeometry, laplacian_loss, normal_consistency, vertex_normals
+from dreamfusion.errors import UserError
 from dreamfusion.renderers.antialias import antialias, edge_neighbours
 from dreamfusion.renderers.rasterizer import interpolate, rasterize
 from dreamfusion.renderers.volume import random_light_direction
@@ -46,15 +47,18 @@ class DMTetScene:
         field: a :class:`dreamfusion.fields.NeRFField` (normally loaded from the NeRF stage).
         geometry: the tet grid's SDF and deformations.
         lock_geo: optimise the texture only (``--lock_geo``).
+        lr_scale: learning rate of sdf and deform relative to the base rate (``--dmtet_lr_scale``).
         points_per_chunk: colour queries per call when rendering without gradients.
     """
 
     stage = "dmtet"
     uses_occupancy_grid = False
 
-    def __init__(self, field, geometry: TetGeometry, *, lock_geo: bool = False, points_per_chunk: int = 1 << 18):
+    def __init__(self, field, geometry: TetGeometry, *, lock_geo: bool = False, lr_scale: float = 1.0,
+                 points_per_chunk: int = 1 << 18):
         self.model = DMTetModel(field, geometry)
         self.lock_geo = lock_geo
+        self.lr_scale = lr_scale
         self.points_per_chunk = points_per_chunk
         geometry.sdf.requires_grad_(not lock_geo)
         geometry.deform.requires_grad_(not lock_geo)
@@ -102,10 +106,10 @@ class DMTetScene:
         return None
 
     def param_groups(self, lr: float) -> list[dict]:
-        """The field's groups (hash grid at 10x), plus sdf and deform at ``lr`` unless locked."""
+        """The field's groups (hash grid at 10x), plus sdf and deform at ``lr_scale × lr`` unless locked."""
         groups = self.field.get_params(lr)
         if not self.lock_geo:
-            groups.append({"params": [self.geometry.sdf, self.geometry.deform], "lr": lr})
+            groups.append({"params": [self.geometry.sdf, self.geometry.deform], "lr": self.lr_scale * lr})
         return groups
 
     def set_max_level(self, fraction: float | None) -> None:
@@ -134,13 +138,23 @@ class DMTetScene:
             shading = "lambertian"  # no trainable parameter would see those renders
         with torch.set_grad_enabled(training and not self.lock_geo and torch.is_grad_enabled()):
             vertices, faces = self.surface()
-        out: dict[str, Tensor] = {}
         dtype = torch.float32
+        background = self._background(bg_color, rays_d, batch, height, width, rays_o.device)
+        if len(faces) == 0:  # no surface (an SDF of one sign): the background alone
+            if training and not self.lock_geo:
+                raise UserError("the DMTet surface vanished (the SDF has one sign everywhere); restart the stage "
+                                "with a lower --dmtet_lr_scale")
+            empty = torch.zeros(batch, height * width, device=rays_o.device, dtype=dtype)
+            out = {"image": background.reshape(batch, -1, 3), "weights_sum": empty, "depth": empty}
+            if need_normal_image:
+                out["normal_image"] = torch.zeros_like(out["image"])
+            return out
+        out: dict[str, Tensor] = {}
         homogeneous = torch.cat([vertices, torch.ones_like(vertices[:, :1])], 1)
         clip = homogeneous @ cameras.mvp().to(vertices).transpose(1, 2)  # [B, V, 4]
         raster = rasterize(clip, faces, height, width)
         mask = raster.mask  # [B, H, W]
-        normals = vertex_normals(vertices, faces) if len(faces) else vertices
+        normals = vertex_normals(vertices, faces)
         pixel_normal = F.normalize(interpolate(normals, faces, raster), dim=-1)
         points = interpolate(vertices, faces, raster)[mask]  # [M, 3]
         albedo = torch.zeros(batch, height, width, 3, device=vertices.device, dtype=dtype)
@@ -156,23 +170,21 @@ class DMTetScene:
             light = light_d.to(dtype).reshape(batch, 1, 1, 3)
             lam = ambient_ratio + (1.0 - ambient_ratio) * (pixel_normal * light).sum(-1, keepdim=True).clamp(min=0)
             colour = albedo * lam if shading == "lambertian" else lam.expand(-1, -1, -1, 3)
-        background = self._background(bg_color, rays_d, batch, height, width, vertices.device)
         alpha = mask[..., None].to(dtype)
         composed = torch.where(mask[..., None], colour, background)
         channels = [composed, alpha]
         if need_normal_image:
             channels.append(torch.where(mask[..., None], (pixel_normal + 1.0) / 2.0, torch.zeros_like(pixel_normal)))
-        stacked = torch.cat(channels, -1)
-        if len(faces):
-            stacked = antialias(stacked, raster, clip, faces)
+        neighbours = edge_neighbours(faces)
+        stacked = antialias(torch.cat(channels, -1), raster, clip, faces, neighbours)
         out["image"] = stacked[..., :3].reshape(batch, -1, 3)
         out["weights_sum"] = stacked[..., 3].reshape(batch, -1)
         if need_normal_image:
             out["normal_image"] = stacked[..., 4:7].reshape(batch, -1, 3)
         depth = interpolate(clip[..., 3:4], faces, raster)[..., 0]
         out["depth"] = torch.where(mask, depth, torch.zeros_like(depth)).reshape(batch, -1)
-        if training and not self.lock_geo and len(faces):
-            out["loss_mesh_normal"] = normal_consistency(vertices, faces, edge_neighbours(faces))
+        if training and not self.lock_geo:
+            out["loss_mesh_normal"] = normal_consistency(vertices, faces, neighbours)
             out["loss_mesh_laplacian"] = laplacian_loss(vertices, faces)
         return out
 
@@ -183,14 +195,18 @@ class DMTetScene:
         return torch.cat([self.field.density(points[i:i + chunk])["albedo"] for i in range(0, len(points), chunk)])
 
     def _background(self, bg_color, rays_d: Tensor, batch: int, height: int, width: int, device) -> Tensor:
+        """Float[B, H, W, 3] from None (the field's background network, else white), a number, a
+        colour [3], or one colour per pixel [B*H*W, 3]."""
         if bg_color is None:
             if self.field.bg_net is not None:
                 return self.field.background(rays_d.reshape(-1, 3)).reshape(batch, height, width, 3)
             bg_color = 1.0
         bg = torch.as_tensor(bg_color, dtype=torch.float32, device=device)
-        if bg.numel() == batch * height * width * 3:
-            return bg.reshape(batch, height, width, 3)
-        return bg.reshape(-1)[-3:].expand(batch, height, width, 3) if bg.numel() >= 3 else bg.expand(batch, height, width, 3)
+        if bg.numel() == 1:
+            return bg.reshape(1, 1, 1, 1).expand(batch, height, width, 3)
+        if bg.numel() == 3:
+            return bg.reshape(1, 1, 1, 3).expand(batch, height, width, 3)
+        return bg.reshape(batch, height, width, 3)
 
     # -- export
     def albedo_fn(self, x: Tensor) -> Tensor:

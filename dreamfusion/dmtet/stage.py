@@ -26,7 +26,8 @@ def build_dmtet_scene(config) -> DMTetScene:
     from dreamfusion.training.scene import build_scene
 
     nerf = build_scene(dataclasses.replace(config, dmtet=False))
-    return DMTetScene(nerf.field, TetGeometry(config.tet_grid_size), lock_geo=config.lock_geo)
+    return DMTetScene(nerf.field, TetGeometry(config.tet_grid_size), lock_geo=config.lock_geo,
+                      lr_scale=config.dmtet_lr_scale)
 
 
 def checkpoint_stage(state: dict | None) -> str:

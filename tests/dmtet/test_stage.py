@@ -175,3 +175,37 @@ def test_sdf_and_deformation_fit_target_silhouettes(tmp_path):
     final = iou(scene.render(rays_o, rays_d, cameras=cams, shading="albedo", ambient_ratio=1.0, bg_color=1.0,
                              perturb=False, training=False)["weights_sum"])
     assert start < 0.6 and final > 0.93, (start, final)
+
+
+def test_geometry_learning_rate_scale(tmp_path):
+    geometry = TetGeometry(32, cache=tmp_path)
+    groups = DMTetScene(tiny_field(), geometry, lr_scale=10.0).param_groups(1e-3)
+    geo = [g for g in groups if any(p is geometry.sdf for p in g["params"])]
+    assert len(geo) == 1 and geo[0]["lr"] == pytest.approx(1e-2)
+    assert any(p is geometry.deform for p in geo[0]["params"])
+
+
+def test_dmtet_presets():
+    from dreamfusion.cli import parse_config  # parses and resolves the presets
+
+    c = parse_config(["--text", "a hamburger", "--guidance", "exemplar", "--dmtet", "--w", "32", "--h", "24",
+                      "--dmtet_reso_scale", "2", "--albedo_iter_ratio", "0.5"])
+    assert (c.h, c.w) == (48, 64) and c.known_view_scale == 1.0 and c.t_range == [0.02, 0.5]
+    assert c.albedo_iter_ratio == 0.0 and c.latent_iter_ratio == 0.0 and not c.progressive_view
+    assert c.exemplar_resolution == 48  # raised to the render size
+    big = parse_config(["--text", "a hamburger", "--guidance", "exemplar", "--dmtet"])
+    assert (big.h, big.w) == (512, 512) and big.exemplar_resolution == 128  # capped
+
+
+def test_an_empty_surface_renders_the_background_and_stops_training(tmp_path):
+    from dreamfusion.errors import UserError
+
+    geometry = TetGeometry(32, cache=tmp_path)  # sdf 0 everywhere: nothing inside
+    scene = DMTetScene(tiny_field(), geometry)
+    cams = cameras(16)
+    out = scene.render(*cams.rays(), cameras=cams, shading="albedo", ambient_ratio=1.0, bg_color=0.25,
+                       perturb=False, training=False, need_normal_image=True)
+    assert torch.all(out["image"] == 0.25) and torch.all(out["weights_sum"] == 0)
+    with pytest.raises(UserError, match="vanished"):
+        scene.render(*cams.rays(), cameras=cams, shading="albedo", ambient_ratio=1.0, bg_color=None,
+                     perturb=True, training=True)

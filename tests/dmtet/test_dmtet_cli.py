@@ -3,10 +3,12 @@
 without ``--dmtet``; checkpoints record the stage; a killed DMTet run resumes identically."""
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 import trimesh
@@ -35,8 +37,8 @@ def nerf_workspace(tmp_path_factory, tiny_sd_dmtet):
 
 def dmtet_args(ws, sd, init, *extra, iters=4, per_epoch=2):
     return tiny_args(ws, sd, "--dmtet", "--init_with", str(init), "--tet_grid_size", "32",
-                     "--dmtet_reso_scale", "2", "--mcubes_resolution", "32", "--texture_size", "64", *extra,
-                     iters=iters, per_epoch=per_epoch)
+                     "--dmtet_reso_scale", "2", "--mcubes_resolution", "32", "--texture_size", "64", "--save_mesh",
+                     *extra, iters=iters, per_epoch=per_epoch)
 
 
 def test_nerf_then_dmtet_then_test_and_export_without_the_flag(tmp_path, tiny_sd_dmtet, nerf_workspace, capsys):
@@ -62,6 +64,25 @@ def test_nerf_then_dmtet_then_test_and_export_without_the_flag(tmp_path, tiny_sd
     # The exported mesh is the tet surface: its vertices lie within the tet grid's box.
     assert abs(mesh.vertices).max() <= float(state["model"]["geometry.tet_scale"].max()) + 1.0 / 32 + 1e-4
     assert list((ws / "results").glob("*_rgb.mp4"))
+    # `dreamfusion export` too (it re-exports from the checkpoint).
+    first = (ws / "mesh" / "mesh.glb").read_bytes()
+    assert main(["export", str(ws), "--texture_size", "64", "--device", "cpu"]) == 0
+    assert (ws / "mesh" / "mesh.glb").read_bytes() == first  # the same surface and texture, bit for bit
+
+
+def test_texture_a_mesh_with_lock_geo(tmp_path, tiny_sd_dmtet):
+    # --init_with a mesh file and --lock_geo: the surface stays the input's (normalised to a 0.8 box).
+    source = tmp_path / "box.obj"
+    trimesh.creation.box(extents=(2.0, 1.0, 1.0)).export(source)
+    ws = tmp_path / "tex"
+    assert main(dmtet_args(ws, tiny_sd_dmtet, source, "--lock_geo")) == 0
+    state = torch.load(ws / "checkpoints" / "df_ep0002.pth", weights_only=True)
+    first = torch.load(ws / "checkpoints" / "df_ep0001.pth", weights_only=True)
+    assert torch.equal(state["model"]["geometry.sdf"], first["model"]["geometry.sdf"])
+    assert not re.search(r"step \d+: .*mesh_normal=", (ws / "log_df.txt").read_text())  # no geometry losses
+    mesh = trimesh.load(ws / "mesh" / "mesh.glb", force="mesh")
+    extent = mesh.vertices.max(0) - mesh.vertices.min(0)
+    np.testing.assert_allclose(extent, [1.6, 0.8, 0.8], atol=2 * 0.9 * 2 / 16)  # within two cells of the 16-cell grid
 
 
 def test_dmtet_refuses_bad_starts(tmp_path, tiny_sd_dmtet, nerf_workspace, capsys):
