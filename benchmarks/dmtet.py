@@ -29,7 +29,7 @@ from exemplar import DEMO_ARGS, distil  # noqa: E402
 
 from dreamfusion.cli import parse_config, run  # noqa: E402
 from dreamfusion.devices import select_device  # noqa: E402
-from dreamfusion.exemplar.metrics import evaluate_workspace, json_report  # noqa: E402
+from dreamfusion.exemplar.metrics import evaluate_workspace  # noqa: E402
 from dreamfusion.exemplar.objects import OBJECT_NAMES, get_object  # noqa: E402
 
 # The DMTet settings measured (and used by `make demo`): see docs/dmtet.md.

@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from dreamfusion.cli import main
 from dreamfusion.exemplar.metrics.geometry import edge_report, weld
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "training"))
-from training_helpers import tiny_args  # noqa: E402
+from training_helpers import KILL_RUNNER, tiny_args  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -101,26 +100,10 @@ def test_dmtet_refuses_bad_starts(tmp_path, tiny_sd_dmtet, nerf_workspace, capsy
     assert "add --dmtet" in capsys.readouterr().err
 
 
-RUNNER = textwrap.dedent("""
-    import os, signal, sys
-    kill_at = int(os.environ.get("KILL_AT_STEP", "0"))
-    if kill_at:
-        from dreamfusion.training.trainer import Trainer
-        original = Trainer.optimize
-        def optimize(self, step):
-            if step == kill_at:
-                os.kill(os.getpid(), signal.SIGKILL)
-            return original(self, step)
-        Trainer.optimize = optimize
-    from dreamfusion.cli import main
-    sys.exit(main(sys.argv[1:]))
-""")
-
-
 @pytest.mark.slow
 def test_killed_dmtet_run_resumes_identically(tmp_path, tiny_sd_dmtet, nerf_workspace):
     script = tmp_path / "runner.py"
-    script.write_text(RUNNER)
+    script.write_text(KILL_RUNNER)
 
     def run(workspace, kill_at=0):
         args = dmtet_args(workspace, tiny_sd_dmtet, nerf_workspace / "checkpoints" / "df.pth", iters=6, per_epoch=2)

@@ -9,7 +9,7 @@ import pytest
 import torch
 import trimesh
 
-from dreamfusion.cameras import intrinsics_from_fovy, look_at, make_batch
+from dreamfusion.cameras import make_batch
 from dreamfusion.dmtet.geometry import (
     TetGeometry, init_from_density, init_from_mesh, laplacian_loss, normal_consistency, vertex_normals,
 )

@@ -4,7 +4,6 @@
 import os
 import subprocess
 import sys
-import textwrap
 
 import cv2
 import pytest
@@ -13,7 +12,7 @@ import torch
 from dreamfusion.cli import main
 from dreamfusion.training.outputs import count_video_frames
 
-from training_helpers import tiny_args
+from training_helpers import KILL_RUNNER as RUNNER, tiny_args
 
 
 def scalar_tags(run_dir):
@@ -86,22 +85,6 @@ def test_corrupt_checkpoint_is_refused_and_kept(tmp_path, tiny_sd, capsys):
     aside = list((ws / "checkpoints").glob("set_aside_*/df_ep0001.pth"))
     assert len(aside) == 1 and aside[0].read_bytes() == broken
     assert main(tiny_args(ws, tiny_sd, "--test", "--ckpt", str(tmp_path / "missing.pth"))) == 2
-
-
-RUNNER = textwrap.dedent("""
-    import os, signal, sys
-    from dreamfusion.training.trainer import Trainer
-    kill_at = int(os.environ.get("KILL_AT_STEP", "0"))
-    if kill_at:
-        original = Trainer.optimize
-        def optimize(self, step):
-            if step == kill_at:
-                os.kill(os.getpid(), signal.SIGKILL)   # no chance to clean up, as with kill -9
-            return original(self, step)
-        Trainer.optimize = optimize
-    from dreamfusion.cli import main
-    sys.exit(main(sys.argv[1:]))
-""")
 
 
 @pytest.mark.slow

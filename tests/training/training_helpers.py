@@ -1,5 +1,7 @@
 """Helpers shared by the training tests (imported by module name, like tests/export's helpers)."""
 
+import textwrap
+
 from dreamfusion.cli import parse_config
 
 
@@ -14,3 +16,20 @@ def tiny_args(workspace, sd_folder, *extra, iters=4, per_epoch=2):
 
 def tiny_config(workspace, sd_folder, *extra, **kwargs):
     return parse_config(tiny_args(workspace, sd_folder, *extra, **kwargs))
+
+
+# A CLI runner that SIGKILLs itself before training step KILL_AT_STEP (environment), as kill -9 would.
+KILL_RUNNER = textwrap.dedent("""
+    import os, signal, sys
+    from dreamfusion.training.trainer import Trainer
+    kill_at = int(os.environ.get("KILL_AT_STEP", "0"))
+    if kill_at:
+        original = Trainer.optimize
+        def optimize(self, step):
+            if step == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)   # no chance to clean up, as with kill -9
+            return original(self, step)
+        Trainer.optimize = optimize
+    from dreamfusion.cli import main
+    sys.exit(main(sys.argv[1:]))
+""")
