@@ -41,9 +41,22 @@ class TetGeometry(nn.Module):
         """Float[V, 3] deformed grid vertices."""
         return self.grid * self.tet_scale + torch.tanh(self.deform) / self.tet_grid_size
 
-    def surface(self) -> tuple[Tensor, Tensor]:
-        """Float[K, 3] vertices and Int64[F, 3] outward faces of the zero level set."""
-        return marching_tets(self.vertices(), self.tets, self.sdf)
+    def surface(self, closed: bool = False) -> tuple[Tensor, Tensor]:
+        """Float[K, 3] vertices and Int64[F, 3] outward faces of the zero level set; ``closed``:
+        of :meth:`closed_sdf` (what is exported)."""
+        return marching_tets(self.vertices(), self.tets, self.closed_sdf() if closed else self.sdf)
+
+    @torch.no_grad()
+    def closed_sdf(self) -> Tensor:
+        """The SDF with its enclosed outside regions (bubbles inside the solid, which no view sees
+        and SDS cannot remove: momentum can carry a vertex across zero after the surface has moved
+        away from it) made inside, their values mirrored."""
+        from scipy import ndimage
+
+        n = self.cells + 1
+        inside = (self.sdf > 0).reshape(n, n, n).cpu().numpy()
+        voids = torch.from_numpy((ndimage.binary_fill_holes(inside) & ~inside).reshape(-1)).to(self.sdf.device)
+        return torch.where(voids, self.sdf.abs().clamp_min(1e-2), self.sdf)
 
     def lattice(self) -> Tensor:
         """Float[n, n, n, 3] undeformed vertex positions (n = cells + 1), x slowest."""
@@ -86,9 +99,10 @@ def init_from_density(geometry: TetGeometry, density_fn: Callable[[Tensor], Tens
         values = np.where(enclosed, np.float32(level + max(abs(level), 1.0)), values)
     solid, stats = solidify_grid(values, level)
     inside = torch.from_numpy(solid.reshape(-1) > level).to(sdf.device)
-    # Keep s-df's values where the clean-up agrees; flip the sign (to a small value) where it does not.
-    small = torch.full_like(sdf, 1e-2)
-    sdf = torch.where(inside, torch.maximum(sdf, small), torch.minimum(sdf, -small))
+    # Keep s-df's values where the clean-up agrees; mirror them where it does not (a filled void of
+    # empty space becomes as deep inside as empty space is outside, not a fragile +0.01).
+    magnitude = sdf.abs().clamp_min(1e-2)
+    sdf = torch.where(inside, magnitude, -magnitude)
     geometry.sdf.copy_(sdf)
     geometry.deform.zero_()
     return {"hidden": hidden, "filled": stats.filled_voxels, "removed": stats.removed_voxels,

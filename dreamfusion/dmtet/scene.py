@@ -214,5 +214,6 @@ class DMTetScene:
 
     @torch.no_grad()
     def surface_numpy(self) -> tuple[np.ndarray, np.ndarray]:
-        vertices, faces = self.surface()
+        """The surface to export: enclosed bubbles closed (see ``TetGeometry.closed_sdf``)."""
+        vertices, faces = self.geometry.surface(closed=True)
         return vertices.float().cpu().numpy(), faces.cpu().numpy()

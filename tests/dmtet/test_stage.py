@@ -209,3 +209,18 @@ def test_an_empty_surface_renders_the_background_and_stops_training(tmp_path):
     with pytest.raises(UserError, match="vanished"):
         scene.render(*cams.rays(), cameras=cams, shading="albedo", ambient_ratio=1.0, bg_color=None,
                      perturb=True, training=True)
+
+
+def test_export_surface_closes_bubbles(tmp_path):
+    # A ball of radius 0.6 with an enclosed empty bubble of radius 0.25: training renders never see
+    # the bubble, the exported (closed) surface has no inner shell.
+    geometry = TetGeometry(48, cache=tmp_path)
+    init_from_density(geometry, sphere_density(0.6), level=10.0, fill_hidden=False)
+    with torch.no_grad():
+        r = geometry.lattice().reshape(-1, 3).norm(dim=1)
+        geometry.sdf.copy_(torch.where(r < 0.25, -0.5, geometry.sdf))
+        open_v, _ = geometry.surface()
+        closed_v, closed_f = geometry.surface(closed=True)
+    assert float(open_v.norm(dim=1).min()) < 0.3  # the bubble's inner shell
+    assert float(closed_v.norm(dim=1).min()) > 0.5 and len(closed_f) > 100
+    assert torch.equal(geometry.closed_sdf()[r >= 0.3], geometry.sdf.detach()[r >= 0.3])
