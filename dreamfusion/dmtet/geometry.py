@@ -41,22 +41,19 @@ class TetGeometry(nn.Module):
         """Float[V, 3] deformed grid vertices."""
         return self.grid * self.tet_scale + torch.tanh(self.deform) / self.tet_grid_size
 
-    def surface(self, closed: bool = False) -> tuple[Tensor, Tensor]:
-        """Float[K, 3] vertices and Int64[F, 3] outward faces of the zero level set; ``closed``:
-        of :meth:`closed_sdf` (what is exported)."""
-        return marching_tets(self.vertices(), self.tets, self.closed_sdf() if closed else self.sdf)
+    def surface(self, cleaned: bool = False) -> tuple[Tensor, Tensor]:
+        """Float[K, 3] vertices and Int64[F, 3] outward faces of the zero level set; ``cleaned``:
+        of :meth:`cleaned_sdf` (what is exported)."""
+        return marching_tets(self.vertices(), self.tets, self.cleaned_sdf() if cleaned else self.sdf)
 
     @torch.no_grad()
-    def closed_sdf(self) -> Tensor:
-        """The SDF with its enclosed outside regions (bubbles inside the solid, which no view sees
-        and SDS cannot remove: momentum can carry a vertex across zero after the surface has moved
-        away from it) made inside, their values mirrored."""
-        from scipy import ndimage
-
+    def cleaned_sdf(self, fill_hidden: bool = True, device: torch.device | str | None = None) -> Tensor:
+        """The SDF after the mesh export's clean-up (:func:`clean_sdf`): what is exported. Training
+        can leave what no view sees and SDS cannot remove: bubbles inside the solid (momentum carries
+        a vertex across zero after the surface has moved past it), crevices no view looks into."""
         n = self.cells + 1
-        inside = (self.sdf > 0).reshape(n, n, n).cpu().numpy()
-        voids = torch.from_numpy((ndimage.binary_fill_holes(inside) & ~inside).reshape(-1)).to(self.sdf.device)
-        return torch.where(voids, self.sdf.abs().clamp_min(1e-2), self.sdf)
+        sdf, _ = clean_sdf(self.sdf.detach().reshape(n, n, n), 0.0, fill_hidden=fill_hidden, device=device)
+        return sdf.reshape(-1)
 
     def lattice(self) -> Tensor:
         """Float[n, n, n, 3] undeformed vertex positions (n = cells + 1), x slowest."""
@@ -77,10 +74,7 @@ def init_from_density(geometry: TetGeometry, density_fn: Callable[[Tensor], Tens
     the solid the NeRF's mesh is made of: space no view can see into (``fill_hidden``, the export's
     ``--mesh_surface visible``), enclosed voids and hairline gaps become inside, floaters outside.
 
-    Returns counts of what the clean-up changed."""
-    from dreamfusion.export.hidden_space import enclosed_space
-    from dreamfusion.export.solidify import solidify_grid
-
+    Returns counts of what the clean-up changed (:func:`clean_sdf`)."""
     grid = geometry.grid
     sigma = _query(density_fn, grid)
     valid = sigma > level
@@ -89,24 +83,38 @@ def init_from_density(geometry: TetGeometry, density_fn: Callable[[Tensor], Tens
                         "(train the NeRF stage longer)")
     geometry.tet_scale.copy_(grid[valid].abs().amax(0) + 0.1)
     sigma = _query(density_fn, geometry.lattice().reshape(-1, 3))
-    sdf = (sigma - level).clamp(-1.0, 1.0)
     n = geometry.cells + 1
-    values = sigma.reshape(n, n, n).float().cpu().numpy()
-    hidden = 0
-    if fill_hidden:
-        enclosed = enclosed_space(values > level, device=device)
-        hidden = int(enclosed.sum())
-        values = np.where(enclosed, np.float32(level + max(abs(level), 1.0)), values)
-    solid, stats = solidify_grid(values, level)
-    inside = torch.from_numpy(solid.reshape(-1) > level).to(sdf.device)
-    # Keep s-df's values where the clean-up agrees; mirror them where it does not (a filled void of
-    # empty space becomes as deep inside as empty space is outside, not a fragile +0.01).
-    magnitude = sdf.abs().clamp_min(1e-2)
-    sdf = torch.where(inside, magnitude, -magnitude)
+    sdf, changed = clean_sdf((sigma - level).clamp(-1.0, 1.0).reshape(n, n, n), 0.0, fill_hidden=fill_hidden,
+                             device=device)
+    sdf = sdf.reshape(-1)
     geometry.sdf.copy_(sdf)
     geometry.deform.zero_()
-    return {"hidden": hidden, "filled": stats.filled_voxels, "removed": stats.removed_voxels,
-            "inside": int(inside.sum())}
+    return changed
+
+
+@torch.no_grad()
+def clean_sdf(values: Tensor, level: float, *, fill_hidden: bool = True,
+              device: torch.device | str | None = None) -> tuple[Tensor, dict]:
+    """The mesh export's clean-up (:mod:`dreamfusion.export.solidify`, ``hidden_space``) on a
+    lattice of SDF values Float[n, n, n] (inside: > ``level``): space no view can see into
+    (``fill_hidden``: the export's ``--mesh_surface visible``), enclosed voids and hairline gaps
+    become inside, floating pieces outside. Values keep their magnitude (at least 0.01 from
+    ``level``) and change side where the clean-up says so: a filled void of empty space is as deep
+    inside as it was outside. Returns the new values and counts of changed vertices."""
+    from dreamfusion.export.hidden_space import enclosed_space
+    from dreamfusion.export.solidify import solidify_grid
+
+    grid = values.float().cpu().numpy()
+    hidden = np.zeros(grid.shape, dtype=bool)
+    if fill_hidden and (grid > level).any():
+        hidden = enclosed_space(grid > level, device=device)
+        grid = np.where(hidden, np.float32(level + 1.0), grid)
+    solid, stats = solidify_grid(grid, level)
+    inside = torch.from_numpy(solid > level).to(values.device)
+    magnitude = (values - level).abs().clamp_min(1e-2)
+    cleaned = torch.where(inside, level + magnitude, level - magnitude)
+    return cleaned, {"hidden": int(hidden.sum()), "filled": stats.filled_voxels, "removed": stats.removed_voxels,
+                     "inside": int(inside.sum())}
 
 
 @torch.no_grad()

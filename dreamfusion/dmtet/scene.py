@@ -214,6 +214,6 @@ class DMTetScene:
 
     @torch.no_grad()
     def surface_numpy(self) -> tuple[np.ndarray, np.ndarray]:
-        """The surface to export: enclosed bubbles closed (see ``TetGeometry.closed_sdf``)."""
-        vertices, faces = self.geometry.surface(closed=True)
+        """The surface to export: the SDF after the export's clean-up (``TetGeometry.cleaned_sdf``)."""
+        vertices, faces = self.geometry.surface(cleaned=True)
         return vertices.float().cpu().numpy(), faces.cpu().numpy()

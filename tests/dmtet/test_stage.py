@@ -220,7 +220,7 @@ def test_export_surface_closes_bubbles(tmp_path):
         r = geometry.lattice().reshape(-1, 3).norm(dim=1)
         geometry.sdf.copy_(torch.where(r < 0.25, -0.5, geometry.sdf))
         open_v, _ = geometry.surface()
-        closed_v, closed_f = geometry.surface(closed=True)
+        closed_v, closed_f = geometry.surface(cleaned=True)
     assert float(open_v.norm(dim=1).min()) < 0.3  # the bubble's inner shell
     assert float(closed_v.norm(dim=1).min()) > 0.5 and len(closed_f) > 100
-    assert torch.equal(geometry.closed_sdf()[r >= 0.3], geometry.sdf.detach()[r >= 0.3])
+    assert torch.equal(geometry.cleaned_sdf()[r >= 0.3], geometry.sdf.detach()[r >= 0.3])
