@@ -4,7 +4,6 @@ without ``--dmtet``; checkpoints record the stage; a killed DMTet run resumes id
 
 import os
 import re
-import subprocess
 import sys
 
 import numpy as np
@@ -16,7 +15,7 @@ from dreamfusion.cli import main
 from dreamfusion.exemplar.metrics.geometry import edge_report, weld
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "training"))
-from training_helpers import KILL_RUNNER, tiny_args  # noqa: E402
+from training_helpers import run_cli, tiny_args  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -102,13 +101,9 @@ def test_dmtet_refuses_bad_starts(tmp_path, tiny_sd_dmtet, nerf_workspace, capsy
 
 @pytest.mark.slow
 def test_killed_dmtet_run_resumes_identically(tmp_path, tiny_sd_dmtet, nerf_workspace):
-    script = tmp_path / "runner.py"
-    script.write_text(KILL_RUNNER)
-
     def run(workspace, kill_at=0):
-        args = dmtet_args(workspace, tiny_sd_dmtet, nerf_workspace / "checkpoints" / "df.pth", iters=6, per_epoch=2)
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "KILL_AT_STEP": str(kill_at)}
-        return subprocess.run([sys.executable, str(script), *args], env=env, capture_output=True, text=True, timeout=600)
+        return run_cli(dmtet_args(workspace, tiny_sd_dmtet, nerf_workspace / "checkpoints" / "df.pth", iters=6,
+                                  per_epoch=2), kill_at)
 
     straight = run(tmp_path / "a")
     assert straight.returncode == 0, straight.stderr[-2000:]

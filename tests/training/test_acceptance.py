@@ -1,10 +1,6 @@
 """Acceptance: a CLI run with the tiny random SD writes every output; --test reproduces the video;
 --six_views; corrupt checkpoints; kill -9 and resume ends with the weights of an uninterrupted run."""
 
-import os
-import subprocess
-import sys
-
 import cv2
 import pytest
 import torch
@@ -12,7 +8,7 @@ import torch
 from dreamfusion.cli import main
 from dreamfusion.training.outputs import count_video_frames
 
-from training_helpers import KILL_RUNNER as RUNNER, tiny_args
+from training_helpers import run_cli, tiny_args
 
 
 def scalar_tags(run_dir):
@@ -89,14 +85,8 @@ def test_corrupt_checkpoint_is_refused_and_kept(tmp_path, tiny_sd, capsys):
 
 @pytest.mark.slow
 def test_kill_and_resume_matches_uninterrupted_run(tmp_path, tiny_sd):
-    script = tmp_path / "runner.py"
-    script.write_text(RUNNER)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-
     def run(workspace, kill_at=0):
-        args = tiny_args(workspace, tiny_sd, iters=20, per_epoch=5)
-        return subprocess.run([sys.executable, str(script), *args], env={**env, "KILL_AT_STEP": str(kill_at)},
-                              capture_output=True, text=True, timeout=600)
+        return run_cli(tiny_args(workspace, tiny_sd, iters=20, per_epoch=5), kill_at)
 
     straight = run(tmp_path / "a")
     assert straight.returncode == 0, straight.stderr[-2000:]

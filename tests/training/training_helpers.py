@@ -1,5 +1,8 @@
 """Helpers shared by the training tests (imported by module name, like tests/export's helpers)."""
 
+import os
+import subprocess
+import sys
 import textwrap
 
 from dreamfusion.cli import parse_config
@@ -33,3 +36,10 @@ KILL_RUNNER = textwrap.dedent("""
     from dreamfusion.cli import main
     sys.exit(main(sys.argv[1:]))
 """)
+
+
+def run_cli(args, kill_at: int = 0, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``dreamfusion args`` in a subprocess (one thread), SIGKILLed before step ``kill_at`` if > 0."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "KILL_AT_STEP": str(kill_at)}
+    return subprocess.run([sys.executable, "-c", KILL_RUNNER, *[str(a) for a in args]], env=env,
+                          capture_output=True, text=True, timeout=timeout)
