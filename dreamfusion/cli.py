@@ -1,4 +1,5 @@
-"""Command line: ``dreamfusion [options]`` (stable-dreamfusion's main.py) and ``dreamfusion export``.
+"""Command line: ``dreamfusion [options]`` (stable-dreamfusion's main.py), ``dreamfusion export`` and
+``dreamfusion preprocess`` (stable-dreamfusion's preprocess_image.py).
 
 The parser is built from :class:`dreamfusion.config.Config`'s field metadata. Every error the user can
 cause ends as one line on stderr and exit code 2; nothing is written before the input is validated.
@@ -41,7 +42,8 @@ def _field_type(f: dataclasses.Field) -> type:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Text (or image) to 3D by Score Distillation Sampling.",
-                     epilog=f"Also: '{PROG} export <workspace>' writes a textured mesh from a workspace's checkpoint.",
+                     epilog=f"Also: '{PROG} export <workspace>' writes a textured mesh from a workspace's checkpoint; "
+                            f"'{PROG} preprocess photo.jpg' makes the photo_rgba.png that --image trains on.",
                      formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     groups: dict[str, argparse._ArgumentGroup] = {}
@@ -265,16 +267,87 @@ def export_main(argv: list[str]) -> int:
         return export_workspace(config, device)
 
 
+def preprocess_main(argv: list[str]) -> int:
+    """``dreamfusion preprocess photo.jpg [more ...] [--size 256] [--border_ratio 0.2] [--no-recenter]
+    [--depth_model ID|PATH|none] [--out_dir DIR]``."""
+    from .preprocess.depth import DEFAULT_DEPTH_MODEL  # no torch/onnxruntime/transformers until used
+
+    parser = _Parser(prog=f"{PROG} preprocess", allow_abbrev=False,
+                     description="Turn photos into the <stem>_rgba.png (+ _depth.png, _normal.png, and the "
+                                 "<stem>_rgba.json transform) that --image trains on.")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="photos of one object each")
+    parser.add_argument("--size", type=int, default=256, help="output side in pixels when recentring, 32..4096 (default 256)")
+    parser.add_argument("--border_ratio", type=float, default=0.2,
+                        help="share of --size left around the object's longer side, in [0, 1) (default 0.2)")
+    parser.add_argument("--recenter", action=argparse.BooleanOptionalAction, default=True,
+                        help="crop and centre the object (default); --no-recenter keeps the photo's framing and "
+                             "resolution")
+    parser.add_argument("--depth_model", default=DEFAULT_DEPTH_MODEL,
+                        help="transformers depth model (hub id or local folder) for _depth.png and _normal.png; "
+                             f"'none' writes the RGBA only (default {DEFAULT_DEPTH_MODEL})")
+    parser.add_argument("--out_dir", default=None, help="where to write (default: next to each photo)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
+    args = parser.parse_args(argv)
+    from .preprocess import preprocess_images
+
+    preprocess_images(args.images, size=args.size, border_ratio=args.border_ratio, recenter=args.recenter,
+                      depth_model=args.depth_model, out_dir=args.out_dir)
+    return 0
+
+
+def _parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
+
+
+def legacy_preprocess_main(argv: list[str] | None = None) -> int:
+    """stable-dreamfusion's ``python preprocess_image.py <path> [--size 256] [--border_ratio 0.2]
+    [--recenter True|False] [--dont_recenter]``, run by the same pipeline as ``dreamfusion preprocess``
+    (``--recenter False`` really turns recentring off here; there, ``type=bool`` made it True)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+
+    def translate() -> int:
+        parser = _Parser(prog="preprocess_image.py", allow_abbrev=False,
+                         description="stable-dreamfusion's preprocess_image.py; see 'dreamfusion preprocess --help'.")
+        parser.add_argument("path")
+        parser.add_argument("--size", default="256")
+        parser.add_argument("--border_ratio", default="0.2")
+        parser.add_argument("--recenter", type=_parse_bool, default=True)
+        parser.add_argument("--dont_recenter", dest="recenter", action="store_false")
+        parser.add_argument("--depth_model", default=None)
+        parser.add_argument("--out_dir", default=None)
+        parser.add_argument("--debug", action="store_true")
+        args = parser.parse_args(argv)
+        forwarded = [args.path, "--size", args.size, "--border_ratio", args.border_ratio,
+                     "--recenter" if args.recenter else "--no-recenter"]
+        forwarded += ["--depth_model", args.depth_model] if args.depth_model is not None else []
+        forwarded += ["--out_dir", args.out_dir] if args.out_dir is not None else []
+        return preprocess_main(forwarded)
+
+    return _guarded(translate, argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "export":
+        return _guarded(lambda: export_main(argv[1:]), argv)
+    if argv and argv[0] == "preprocess":
+        return _guarded(lambda: preprocess_main(argv[1:]), argv)
+    return _guarded(lambda: run(parse_config(argv)) or 0, argv)
+
+
+def _guarded(command: typing.Callable[[], int], argv: list[str]) -> int:
+    """Run a command with the CLI's error policy: a UserError is one stderr line and its exit code (2)."""
     # transformers warns on import about the torchvision backends we deliberately do not install
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     # huggingface_hub warns about an argument diffusers still passes; it is not the user's business
     warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")
     try:
-        if argv and argv[0] == "export":
-            return export_main(argv[1:])
-        return run(parse_config(argv)) or 0
+        return command()
     except UserError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return error.exit_code
