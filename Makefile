@@ -5,11 +5,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 DEMO_WORKSPACE ?= workspace/demo-hamburger
+DEMO_IMAGE_OBJECT ?= a rubber duck
 # u2netp (background removal for `dreamfusion preprocess`) lives where rembg keeps it
 U2NET_HOME ?= $(HOME)/.u2net
 U2NETP_MD5 := 8e83ca70e441ab06c318d82300c84806
 
-.PHONY: setup models test test-all demo benchmarks clean
+.PHONY: setup models test test-all demo demo-image benchmarks clean
 
 setup: $(VENV)/.installed models
 
@@ -48,6 +49,12 @@ demo: setup
 	HF_HUB_OFFLINE=1 $(PY) -m dreamfusion --file configs/exemplar-demo.txt --file configs/exemplar-demo-dmtet.txt \
 		--text "a hamburger" --workspace $(DEMO_WORKSPACE)-dmtet --init_with $(DEMO_WORKSPACE) --save_mesh $(DEMO_ARGS)
 	@echo "open $(DEMO_WORKSPACE)/index.html and $(DEMO_WORKSPACE)-dmtet/index.html to see the images, videos and meshes"
+
+# Image to 3D, offline: a rendered photo of $(DEMO_IMAGE_OBJECT) on a cluttered background (camera not given
+# to the run) -> `dreamfusion preprocess` -> distilled with the offline image prior -> mesh, scored in 3D.
+demo-image: setup
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/image_to_3d.py --objects "$(DEMO_IMAGE_OBJECT)" --cameras 1 \
+		--out workspace/demo-image $(if $(DEMO_ARGS),-- $(DEMO_ARGS))
 
 benchmarks: setup
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done

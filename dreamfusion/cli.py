@@ -178,6 +178,10 @@ def run(config: Config) -> int:
     device = select_device(config.device)  # fails before anything is written
     check_workspace(config.workspace)
     estimate = check_memory(config, device)
+    if config.estimate_polar and not config.dry_run:
+        from .training.reference import estimate_reference_polar
+
+        estimate_reference_polar(config, device)  # before the config is saved: resume and test reuse it
     if config.dry_run:
         return dry_run(config, device, estimate)
     name = "config_test.yaml" if (config.test or config.six_views) else "config.yaml"

@@ -81,7 +81,7 @@ class Config:
     front_decay_factor: float = opt(2.0, "Perp-Neg decay of the front prompt weight", "guidance")
     side_decay_factor: float = opt(10.0, "Perp-Neg decay of the side prompt weight", "guidance")
     zero123_config: str = opt("./pretrained/zero123/sd-objaverse-finetune-c_concat-256.yaml", "zero123 LDM config (accepted for compatibility; dreamfusion loads the diffusers layout)", "guidance")
-    zero123_ckpt: str = opt("kxic/zero123-xl", "zero123 weights: a hub id or a diffusers-format folder (stable-dreamfusion took the original .ckpt file here; its diffusers conversion is kxic/zero123-xl)", "guidance")
+    zero123_ckpt: str = opt("kxic/zero123-xl", "zero123 weights: a hub id or a diffusers-format folder (stable-dreamfusion took the original .ckpt file here; its diffusers conversion is kxic/zero123-xl), or 'exemplar': the built-in offline image prior over the exemplar objects (docs/image-to-3d.md)", "guidance")
     zero123_grad_scale: str = opt("angle", "scale zero123 SDS by the angle to the nearest reference ('angle') or not ('None')", "guidance", choices=("angle", "None"))
 
     # ---- image conditioning (spec §2.3)
@@ -91,7 +91,7 @@ class Config:
     known_view_scale: float = opt(1.5, "reference-view render size = scale × (h, w)", "image")
     known_view_noise_scale: float = opt(2e-3, "std of the ray jitter of the reference view", "image")
     default_radius: float = opt(3.2, "reference/test camera radius", "image")
-    default_polar: float = opt(90.0, "reference/test camera polar angle (degrees)", "image")
+    default_polar: float | None = opt(None, "reference/test camera polar angle (degrees); default 90, except with the offline image prior (--zero123_ckpt exemplar), which estimates the photo's elevation when this is not given", "image")
     default_azimuth: float = opt(0.0, "reference/test camera azimuth (degrees)", "image")
     default_fovy: float = opt(20.0, "reference/test vertical field of view (degrees)", "image")
 
@@ -210,6 +210,7 @@ class Config:
 
     # ---- derived by resolve() (not options)
     references: list = opt([], "reference views (derived)", "derived", cli=False)
+    estimate_polar: bool = opt(False, "the reference polar angle is to be read from the image (derived)", "derived", cli=False)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -277,13 +278,28 @@ def resolve(config: Config) -> Config:
     if c.exp_end_iter is None:
         c.exp_end_iter = c.iters
 
+    offline_image = c.zero123_ckpt == "exemplar" and c.text is None
+    c.estimate_polar = c.default_polar is None and offline_image and c.image is not None and c.image_config is None
+    if c.default_polar is None:
+        c.default_polar = 90.0  # stable-dreamfusion's; an estimate replaces it before training (cli.run)
     if c.image is not None or c.image_config is not None:
         c.references = _load_references(c)
+        if offline_image:
+            # The exemplar image prior, like the text one, compares albedo images over a flat
+            # background colour at one field of view that frames the whole renderable ball.
+            c.albedo_iter_ratio, c.bg_radius, c.latent_iter_ratio = 1.0, -1.0, 0.0
+            if not keep:
+                from .cameras import framing_fovy
+
+                nearest = min(c.radius_range[0], c.default_radius)
+                c.default_fovy = round(framing_fovy(nearest, min(1.05 * c.bound, 0.99 * nearest)), 2)
         if c.text is None:
             c.guidance = ["zero123"]
             if not keep:
                 c.fovy_range = [c.default_fovy, c.default_fovy]
-                c.guidance_scale = 5.0
+                # The exemplar posterior is exact: classifier-free guidance (3 measured) only
+                # saturates colours and blurs the shape (docs/image-to-3d.md).
+                c.guidance_scale = 1.0 if offline_image else 5.0
                 c.lambda_3d_normal_smooth = 10.0
         else:
             c.guidance = ["SD", "clip"]
@@ -295,8 +311,16 @@ def resolve(config: Config) -> Config:
             c.bg_radius = -1.0
         c.lambda_entropy, c.lambda_orient, c.latent_iter_ratio = 1.0, 1.0, 0.0
         if not keep:
-            c.albedo_iter_ratio = 0.0
             c.progressive_view = c.progressive_level = True
+            if offline_image:
+                # Albedo renders: the orientation and 3D-normal terms regularise shading, and their
+                # normals cost about as much as the rest of the step. Entropy 1 (Zero123's preset)
+                # erodes parts one or two pixels wide at these render sizes; the text demo's 1e-3
+                # measured better in 3D (docs/image-to-3d.md).
+                c.lambda_orient = c.lambda_3d_normal_smooth = 0.0
+                c.lambda_entropy = 1e-3
+            else:
+                c.albedo_iter_ratio = 0.0
 
     if c.dmtet:
         c.h, c.w = int(c.h * c.dmtet_reso_scale), int(c.w * c.dmtet_reso_scale)
@@ -411,6 +435,11 @@ def _load_references(c: Config) -> list[ReferenceView]:
                 weight, radius, polar, azimuth = (float(v) for v in row[:4])
             except ValueError:
                 raise UserError(f"--image_config {c.image_config}: row {number} has a non-numeric value") from None
+            if not all(math.isfinite(v) for v in (weight, radius, polar, azimuth)):
+                raise UserError(f"--image_config {c.image_config}: row {number} has a non-finite value")
+            if radius <= c.bound or weight < 0:
+                raise UserError(f"--image_config {c.image_config}: row {number}: the radius must exceed --bound {c.bound} "
+                                f"and the weight must be >= 0")
             path = row[4].strip()
             path = path if os.path.isabs(path) or os.path.exists(path) else os.path.join(base, path)
             if not os.path.isfile(path):

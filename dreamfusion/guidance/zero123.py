@@ -205,6 +205,12 @@ class Zero123Prior:
         return cls(unet.to(device), vae.to(device), image_encoder.to(device), cc.to(device), device)
 
     # --- conditioning --------------------------------------------------------------------------
+    def reference_conditioning(self, rgb: Tensor, polars: Tensor, azimuths: Tensor, radii: Tensor,
+                               alpha: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(CLIP image embeddings [N,1,D], VAE latents [N,4,h,w]) of the references: what
+        :meth:`conditioning` takes. Zero123 needs neither their cameras nor their alpha."""
+        return self.image_embeddings(rgb), self.image_latents(rgb)
+
     @torch.no_grad()
     def image_embeddings(self, rgb: Tensor) -> Tensor:
         """[N,3,H,W] in [0,1] → CLIP image embeddings [N, 1, D] (bicubic resize, CLIP normalise)."""
@@ -282,17 +288,18 @@ class Zero123Guidance:
         angle_grad_scale(torch.zeros(1, 1), grad_scale_mode)  # validate the mode early
         self.references: dict[str, Tensor] | None = None
 
-    def set_references(self, rgb: Tensor, polars, azimuths, radii, weights=None) -> None:
+    def set_references(self, rgb: Tensor, polars, azimuths, radii, weights=None, alpha: Tensor | None = None) -> None:
         """Reference views: rgb [N,3,H,W] in [0,1] composited on white; polars/azimuths (degrees,
-        the project's camera convention) and radii: N values each; weights: N user weights (1)."""
+        the project's camera convention) and radii: N values each; weights: N user weights (1);
+        alpha [N,1,H,W]: their coverage (priors that read the silhouette need it)."""
         n = rgb.shape[0]
         as_t = lambda v: torch.as_tensor(v, dtype=torch.float32).reshape(-1)  # noqa: E731
         polars, azimuths, radii = as_t(polars), as_t(azimuths), as_t(radii)
         weights = torch.ones(n) if weights is None else as_t(weights)
         if not (len(polars) == len(azimuths) == len(radii) == len(weights) == n):
             raise UserError(f"{n} reference images need {n} polar/azimuth/radius/weight values")
-        self.references = dict(embeddings=self.prior.image_embeddings(rgb),
-                               latents=self.prior.image_latents(rgb), polars=polars,
+        embeddings, latents = self.prior.reference_conditioning(rgb, polars, azimuths, radii, alpha)
+        self.references = dict(embeddings=embeddings, latents=latents, polars=polars,
                                azimuths=azimuths, radii=radii, weights=weights)
 
     def step(self, images: Tensor, d_polar: Tensor, d_azimuth: Tensor, d_radius: Tensor,
@@ -301,7 +308,7 @@ class Zero123Guidance:
         """One SDS step for B renders.
 
         Args:
-            images: [B,3,H,W] in [0,1].
+            images: [B,3,H,W] in [0,1] (or [B,4,H,W] with the opacity, for priors that accept it).
             d_polar, d_azimuth, d_radius: [B, N] (or [B] for one reference) deltas from each
                 reference to the camera in Zero123's convention (`cameras.zero123_deltas`).
             polar, azimuth: [B] the cameras' own angles (degrees, project convention), used only

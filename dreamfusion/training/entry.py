@@ -42,7 +42,8 @@ def build_trainer(config, device: torch.device, *, mode: str = "train", progress
 
             # Before load(): building models may draw random numbers, and a resumed run must
             # continue from the generator states restored by load().
-            trainer.guidance = GuidanceTerms.from_config(config, trainer.device, trainer.references, trainer.orbit)
+            trainer.guidance = GuidanceTerms.from_config(config, trainer.device, trainer.references, trainer.orbit,
+                                                           log=trainer.log.line)
         trainer.load(config.ckpt, read)
     except BaseException:
         trainer.close()

@@ -42,7 +42,7 @@ class GuidanceTerms:
 
     @classmethod
     def from_config(cls, config, device: torch.device, references=None,
-                    orbit: OrbitConfig | None = None) -> "GuidanceTerms":
+                    orbit: OrbitConfig | None = None, log=print) -> "GuidanceTerms":
         from dreamfusion.guidance import make_guidance
         from dreamfusion.guidance.sds import ScoreDistillation, SDSConfig
 
@@ -68,11 +68,26 @@ class GuidanceTerms:
                 if references is None:
                     raise UserError("--guidance zero123 needs a reference image (--image or --image_config)")
                 mode = None if config.zero123_grad_scale == "None" else config.zero123_grad_scale
-                terms.zero123 = make_guidance("zero123", device, zero123_key=config.zero123_ckpt,
-                                              vram_O=config.vram_O, zero123_grad_scale=mode, **common)
+                if config.zero123_ckpt == "exemplar":  # the offline image prior behind Zero123's interface
+                    from dreamfusion.exemplar.image_prior import make_exemplar_image_prior
+                    from dreamfusion.guidance.zero123 import Zero123Guidance
+
+                    prior = make_exemplar_image_prior(resolution=config.exemplar_resolution,
+                                                      views_per_class=config.exemplar_views, orbit=orbit,
+                                                      fovy=config.default_fovy, device=device, log=log)
+                    terms.zero123 = Zero123Guidance(prior, SDSConfig(**common), grad_scale_mode=mode)
+                else:
+                    terms.zero123 = make_guidance("zero123", device, zero123_key=config.zero123_ckpt,
+                                                  vram_O=config.vram_O, zero123_grad_scale=mode, **common)
                 weights = [getattr(r, "zero123_weight", 1.0) for r in config.references]
-                terms.zero123.set_references(references.rgb.permute(0, 3, 1, 2).to(device), references.polar,
-                                             references.azimuth, references.radius, weights)
+                images = references
+                if config.zero123_ckpt == "exemplar":  # the silhouette's box sets the scale: read it sharp
+                    from dreamfusion.training.reference import IDENTIFY_SIZE, ReferenceImages
+
+                    images = ReferenceImages.load(config.references, IDENTIFY_SIZE, IDENTIFY_SIZE)
+                terms.zero123.set_references(images.rgb.permute(0, 3, 1, 2).to(device), references.polar,
+                                             references.azimuth, references.radius, weights,
+                                             alpha=images.alpha[:, None].to(device))
             elif name == "clip":
                 terms.clip = make_guidance("clip", device, clip_key=config.clip_key)
                 if references is not None:
@@ -150,7 +165,10 @@ class GuidanceTerms:
             deltas = [zero123_deltas(cameras.polar, cameras.azimuth, cameras.radius, p, a, r)
                       for p, a, r in zip(refs.polar, refs.azimuth, refs.radius)]
             d_polar, d_azimuth, d_radius = (torch.stack([d[k] for d in deltas], dim=1) for k in range(3))
-            result = self.zero123.step(images, d_polar, d_azimuth, d_radius, cameras.polar, cameras.azimuth,
+            zero123_images = images
+            if opacity is not None and not as_latent and getattr(self.zero123.prior, "accepts_opacity", False):
+                zero123_images = torch.cat([images, opacity[:, None]], 1)
+            result = self.zero123.step(zero123_images, d_polar, d_azimuth, d_radius, cameras.polar, cameras.azimuth,
                                        lambda_guidance=c.lambda_guidance, as_latent=as_latent,
                                        save_guidance_path=preview)
             out["zero123"] = result.loss

@@ -61,6 +61,7 @@ class ReferenceImages:
     Attributes:
         rgb: ``[N, H, W, 3]`` colour composited on white.
         mask: ``[N, H, W]`` bool, alpha > 0.5.
+        alpha: ``[N, H, W]`` coverage in [0, 1] (image priors read the soft silhouette).
         depth: ``[N, H, W]`` in [0, 1] or None when any reference lacks ``_depth.png``.
         normal: ``[N, H, W, 3]`` in [0, 1] or None when any reference lacks ``_normal.png``.
         polar, azimuth, radius: per-reference camera (degrees).
@@ -68,6 +69,7 @@ class ReferenceImages:
 
     rgb: Tensor
     mask: Tensor
+    alpha: Tensor
     depth: Tensor | None
     normal: Tensor | None
     polar: list[float]
@@ -76,18 +78,19 @@ class ReferenceImages:
 
     @classmethod
     def load(cls, references: list, height: int, width: int) -> "ReferenceImages":
-        rgbs, masks, depths, normals = [], [], [], []
+        rgbs, masks, alphas, depths, normals = [], [], [], [], []
         for ref in references:
             rgba = _resize(_read(Path(ref.image), 4), height, width).astype(np.float32) / 255.0
             alpha = rgba[..., 3:4]
             rgbs.append(rgba[..., :3] * alpha + (1.0 - alpha))
             masks.append(alpha[..., 0] > 0.5)
+            alphas.append(alpha[..., 0])
             d, n = sibling(ref.image, "depth"), sibling(ref.image, "normal")
             depths.append(_resize(_read(d, 1), height, width)[..., 0].astype(np.float32) / 255.0 if d.is_file() else None)
             normals.append(_resize(_read(n, 3), height, width).astype(np.float32) / 255.0 if n.is_file() else None)
         stack = lambda xs: torch.from_numpy(np.stack(xs)) if all(x is not None for x in xs) else None  # noqa: E731
         return cls(rgb=torch.from_numpy(np.stack(rgbs)), mask=torch.from_numpy(np.stack(masks)),
-                   depth=stack(depths), normal=stack(normals),
+                   alpha=torch.from_numpy(np.stack(alphas)), depth=stack(depths), normal=stack(normals),
                    polar=[r.polar for r in references], azimuth=[r.azimuth for r in references],
                    radius=[r.radius for r in references])
 
@@ -96,13 +99,13 @@ class ReferenceImages:
 
     def to(self, device) -> "ReferenceImages":
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return ReferenceImages(move(self.rgb), move(self.mask), move(self.depth), move(self.normal),
+        return ReferenceImages(move(self.rgb), move(self.mask), move(self.alpha), move(self.depth), move(self.normal),
                                self.polar, self.azimuth, self.radius)
 
     def select(self, index: Tensor) -> "ReferenceImages":
         pick = lambda t: None if t is None else t[index.to(t.device)]  # noqa: E731
         idx = index.tolist()
-        return ReferenceImages(pick(self.rgb), pick(self.mask), pick(self.depth), pick(self.normal),
+        return ReferenceImages(pick(self.rgb), pick(self.mask), pick(self.alpha), pick(self.depth), pick(self.normal),
                                [self.polar[i] for i in idx], [self.azimuth[i] for i in idx],
                                [self.radius[i] for i in idx])
 
@@ -132,3 +135,31 @@ def reference_losses(pred_rgb: Tensor, pred_opacity: Tensor, pred_depth: Tensor 
     if lambda_normal > 0 and refs.normal is not None and pred_normal is not None:
         terms["normal"] = lambda_normal * ramp * losses.reference_normal_loss(pred_normal, refs.normal, mask)
     return terms
+
+
+IDENTIFY_SIZE = 256
+"""Size at which a reference is read to estimate its camera (its silhouette box sets the scale)."""
+
+
+def estimate_reference_polar(config, device, log=print) -> float:
+    """Read the photo's polar angle with the offline image prior and make it the run's
+    ``--default_polar`` (and the reference's), as if the user had passed it. Returns it."""
+    from dreamfusion.cameras import OrbitConfig
+    from dreamfusion.exemplar.image_prior import identify_reference, make_exemplar_image_prior
+
+    refs = ReferenceImages.load(config.references[:1], IDENTIFY_SIZE, IDENTIFY_SIZE)
+    alpha = refs.alpha[0][None]
+    rgba = torch.cat([refs.rgb[0].permute(2, 0, 1) - (1.0 - alpha), alpha]).clamp(0.0, 1.0)
+    orbit = OrbitConfig(radius_range=tuple(config.radius_range), theta_range=tuple(config.theta_range),
+                        phi_range=tuple(config.phi_range), fovy_range=tuple(config.fovy_range))
+    prior = make_exemplar_image_prior(resolution=config.exemplar_resolution, views_per_class=config.exemplar_views,
+                                      orbit=orbit, fovy=config.default_fovy, device=device, log=log)
+    pose = identify_reference(prior.identify, rgba, ref_radius=config.default_radius, ref_fovy=config.default_fovy)
+    polar = round(pose.polar, 1)
+    config.default_polar = polar
+    config.references[0].polar = polar
+    config.estimate_polar = False
+    curve = ", ".join(f"{p:.0f}°: {v:.0f}" for p, v in pose.elevation_curve[::2])
+    log(f"image prior: {pose.describe()}")
+    log(f"--default_polar {polar} (estimated from the image; log-likelihood by polar: {curve}; pass --default_polar to set it)")
+    return polar

@@ -176,8 +176,11 @@ class Trainer:
 
         # Priors that know the camera's key light (the exemplar prior) get renders lit by it.
         light = None if plan.known_view else self.guidance.light_directions(cameras)
+        shading = plan.shading
+        if shading == "lambertian" and plan.ambient_ratio >= 1.0 and c.lambda_orient <= 0 and c.lambda_3d_normal_smooth <= 0:
+            shading = "albedo"  # the same image (the known view's ambient-1 lambertian), without the normals
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            out = self.scene.render(rays_o, rays_d, shading=plan.shading, ambient_ratio=plan.ambient_ratio,
+            out = self.scene.render(rays_o, rays_d, shading=shading, ambient_ratio=plan.ambient_ratio,
                                     bg_color=background, perturb=True, training=True, light_d=light, cameras=cameras,
                                     need_normal_image=c.lambda_2d_normal_smooth > 0
                                     or (plan.known_view and c.lambda_normal > 0))

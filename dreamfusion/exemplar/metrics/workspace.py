@@ -54,13 +54,16 @@ def load_scene(workspace: str | Path, ckpt: str = "latest", device: torch.device
     return config, scene
 
 
-def field_renderer(scene, device: torch.device | str):
+def field_renderer(scene, device: torch.device | str, placement=None):
     """A view renderer (see ``views.score_views``) of a scene: albedo over white, and the field's
-    normal (-∇σ, normalised) at each pixel's expected surface point o + d·depth/alpha."""
+    normal (-∇σ, normalised) at each pixel's expected surface point o + d·depth/alpha. With a
+    ``placement`` the cameras are moved into the run's frame with the object (same images)."""
     device = torch.device(device)
 
     @torch.no_grad()
     def render(cameras) -> ViewRender:
+        if placement is not None:
+            cameras = moved_cameras(cameras, placement)
         rgbs, alphas, normals = [], [], []
         H, W = cameras.height, cameras.width
         rays_o, rays_d = cameras.to(device).rays()
@@ -73,10 +76,22 @@ def field_renderer(scene, device: torch.device | str):
             normal = 2.0 * out["normal_image"].reshape(H, W, 3).float() / alpha[..., None].clamp_min(1e-6) - 1.0
             rgbs.append(out["image"].reshape(H, W, 3).float())
             alphas.append(alpha)
+            if placement is not None:  # back into the object's frame, where the truth's normals are
+                normal = normal @ placement.rotation().to(normal)
             normals.append(torch.nn.functional.normalize(normal, dim=-1))
         return ViewRender(torch.stack(rgbs).cpu(), torch.stack(alphas).cpu(), torch.stack(normals).cpu())
 
     return render
+
+
+def moved_cameras(cameras, placement):
+    """The cameras moved by a placement (rotation, uniform scale, translation): each sees the moved
+    scene exactly as it saw the original."""
+    c2w = cameras.c2w.double().clone()
+    rotation = placement.rotation().to(c2w)
+    c2w[:, :3, :3] = rotation @ c2w[:, :3, :3]
+    c2w[:, :3, 3] = placement.to_nerf(c2w[:, :3, 3])
+    return dataclasses.replace(cameras, c2w=c2w.float())
 
 
 def _one_camera(cameras, i: int):
@@ -122,7 +137,7 @@ def mesh_renderer(mesh: LoadedMesh, supersample: int = 2, device: torch.device |
 def evaluate_workspace(workspace: str | Path, *, prompt: str | None = None, device: torch.device | str = "cpu",
                        ckpt: str = "latest", spec: RingSpec = RingSpec(), supersample: int = 2,
                        volume_resolution: int = 128, field: bool = True, mesh: bool = True,
-                       mesh_path: str | Path | None = None) -> dict:
+                       mesh_path: str | Path | None = None, placement=None) -> dict:
     """Every score of a workspace (see docs/exemplar.md, "Scoring a result").
 
     Args:
@@ -131,6 +146,9 @@ def evaluate_workspace(workspace: str | Path, *, prompt: str | None = None, devi
         spec: the evaluation rings (default: polar 30…150 × 8 azimuths, 64², fovy 40 at radius 3.2).
         volume_resolution: voxels per axis of the volume IoU (and of the object's solid).
         field / mesh: which parts to score; ``mesh_path`` defaults to ``<workspace>/mesh/mesh.obj``.
+        placement: where the run put the object (an :class:`~dreamfusion.exemplar.image_prior.Placement`,
+            object frame -> run frame), for image runs whose recentring moved and scaled it: the
+            field is seen through cameras and a density lookup moved by it, the mesh is moved back.
     Returns:
         {"object", "field": {"views", "volume_iou" (density > --density_thresh: hollow where the field
         is), "threshold"}, "mesh": {"views", "volume_iou",
@@ -160,20 +178,28 @@ def evaluate_workspace(workspace: str | Path, *, prompt: str | None = None, devi
     if field:
         from dreamfusion.export import resolve_density_threshold
 
-        views = score_views(field_renderer(scene, device), truth, cameras)
+        views = score_views(field_renderer(scene, device, placement), truth, cameras)
         if getattr(scene, "stage", "nerf") == "dmtet":  # the DMTet stage's field is its surface
             from dreamfusion.exemplar.metrics.geometry import voxelize_mesh
 
             threshold = 0.0
-            solid = voxelize_mesh(*scene.surface_numpy(), volume_resolution)
+            vertices, faces = scene.surface_numpy()
+            if placement is not None:
+                vertices = placement.to_object(torch.from_numpy(vertices).double()).numpy()
+            solid = voxelize_mesh(vertices, faces, volume_resolution)
         else:
             threshold = resolve_density_threshold(config.density_thresh, scene.mean_density())
-            solid = field_solid(scene.density_fn, threshold, volume_resolution, config.bound, device)
+            density = scene.density_fn if placement is None else \
+                (lambda x: scene.density_fn(placement.to_nerf(x.double()).to(x.dtype)))
+            solid = field_solid(density, threshold, volume_resolution, config.bound, device)
         report["field"] = {"views": _public(views), "volume_iou": volume_iou(solid, truth_solid), "threshold": threshold}
         report["field_images"] = views["images"]
     if mesh:
         path = Path(mesh_path) if mesh_path is not None else workspace / "mesh" / "mesh.obj"
         loaded = load_mesh(path)
+        if placement is not None:
+            back = lambda v: placement.to_object(torch.from_numpy(v)).numpy()  # noqa: E731
+            loaded = dataclasses.replace(loaded, vertices=back(loaded.vertices), render_vertices=back(loaded.render_vertices))
         views = score_views(mesh_renderer(loaded, supersample, device), truth, cameras)
         geometry = mesh_geometry_report(loaded, obj, resolution=volume_resolution)
         report["mesh"] = {"path": str(path), "views": _public(views), "faces": int(len(loaded.faces)),
