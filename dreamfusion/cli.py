@@ -223,6 +223,8 @@ def dry_run(config: Config, device, estimate) -> int:
 
         ReferenceImages.load(config.references, config.h, config.w)
         lines.append(f"reference images: {len(config.references)} read")
+        if config.estimate_polar:
+            lines.append("reference polar angle: estimated from the image when the run starts (--default_polar sets it)")
     have = available_memory(device)
     lines.append(f"memory: about {estimate.peak / GB:.1f} GB at the peak ({estimate.largest_part()})"
                  + (f", {have / GB:.1f} GB available" if have is not None else ""))

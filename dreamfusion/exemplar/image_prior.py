@@ -453,15 +453,19 @@ class ExemplarImagePrior:
 
     @torch.no_grad()
     def predict_x0(self, x_t: Tensor, t: Tensor, cond: ExemplarImageConditioning) -> Tensor:
-        """Posterior mean [N, C, r, r]: unconditional rows over every object's views; conditioned rows
-        over the reference's object near the render camera, plus the reference itself."""
+        """Posterior mean [N, C, r, r]: unconditional rows over the object's views; conditioned rows
+        over its views near the render camera (in the object's frame), plus the reference itself."""
         rows = x_t.shape[0]
         t = torch.as_tensor(t, device=x_t.device).long().reshape(-1).expand(rows)
         out = torch.empty(x_t.shape, dtype=torch.float32, device=x_t.device)
-        uncond = (cond.flag <= 0).nonzero().squeeze(-1)
+        uncond = (cond.flag <= 0).nonzero().squeeze(-1).to(x_t.device)
         if uncond.numel():
-            emb = self.base.encode_text([""] * uncond.numel())
-            out[uncond.to(x_t.device)] = self.base.predict_x0(x_t[uncond.to(x_t.device)], t[uncond.to(x_t.device)], emb)
+            # Classifier-free guidance's unconditional branch: the object without the view (its
+            # views uniformly; Zero123's zeroed image and camera). Not every object: the other
+            # objects' sets would cost a cold start a minute and change nothing at guidance 1.
+            name = self.poses[0].object_name if self.poses else ""
+            emb = self.base.encode_text([name] * uncond.numel())
+            out[uncond] = self.base.predict_x0(x_t[uncond], t[uncond], emb)
         for row in (cond.flag > 0).nonzero().squeeze(-1).tolist():
             out[row] = self._conditioned_x0(x_t[row:row + 1], t[row:row + 1], cond.pose[row], cond.camera[row],
                                             cond.reference[row])[0]

@@ -130,16 +130,16 @@ def load_pretrained(loader: Callable[[str, bool], T], key: str, *, what: str,
         folder = os.path.expanduser(key)
         if key.lower().endswith(_CHECKPOINT_FILE):
             raise UserError(f"{what} weights '{key}' name a single checkpoint file; dreamfusion loads the diffusers "
-                            f"folder layout: pass a hub id or a diffusers-format folder with {option_hint}")
+                            f"folder layout: pass a hub id or a model folder in the hub's layout with {option_hint}")
         if not os.path.isdir(folder):
             raise UserError(f"{what} weights folder '{key}' does not exist; pass an existing "
-                            f"diffusers-format folder with {option_hint} /path/to/folder")
+                            f"model folder in the hub's layout with {option_hint} /path/to/folder")
         try:
             return loader(folder, True)
         except errors as exc:
             raise UserError(f"could not load {what} weights from folder '{key}' "
-                            f"({_first_line(exc)}); {option_hint} needs a complete diffusers-format "
-                            f"folder") from exc
+                            f"({_first_line(exc)}); {option_hint} needs a complete model folder in "
+                            f"the hub's layout") from exc
 
     cache = cache_folder(cache_dir)
     how = (f"download it where there is network (hf download {key}) or pass a local copy with "

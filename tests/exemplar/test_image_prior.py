@@ -139,3 +139,32 @@ def test_conditioned_views_follow_the_relative_camera(priors):
     mean_alpha = recentre(torch.cat([torch.zeros(3, r, r), alpha[None]])[None], r)[0, 3]
     iou = lambda a, b: float(((a > 0.5) & (b > 0.5)).sum() / ((a > 0.5) | (b > 0.5)).sum())  # noqa: E731
     assert iou(mean_alpha, side_alpha) > iou(mean_alpha, front_alpha) + 0.05
+
+
+def test_several_references_through_zero123_guidance(priors):
+    """--image_config's path: two photos of one object from opposite sides, each identified and
+    placed on its own, agree on the object's orientation; one SDS step weighs them by angle."""
+    from dreamfusion.guidance.sds import SDSConfig
+    from dreamfusion.guidance.zero123 import Zero123Guidance
+
+    base, identify = priors
+    prior = ExemplarImagePrior(base, identify, fovy=FOVY, log=lambda *_: None)
+    refs = torch.stack([reference("a rubber duck", 70.0, 20.0), reference("a rubber duck", 70.0, 200.0)])
+    rgb = refs[:, :3] + (1.0 - refs[:, 3:])
+    guidance = Zero123Guidance(prior, SDSConfig(guidance_scale=1.0), grad_scale_mode="angle")
+    guidance.set_references(rgb, polars=[70.0, 70.0], azimuths=[0.0, 180.0], radii=[3.2, 3.2], alpha=refs[:, 3:])
+    assert [p.object_name for p in prior.poses] == ["a rubber duck"] * 2
+    yaw = [p.yaw_deg for p in prior.placements]
+    assert abs((yaw[0] - yaw[1] + 180) % 360 - 180) < 15.0  # one object frame seen from two sides
+    r = prior.resolution
+    render = torch.rand(1, 4, r, r, requires_grad=True)
+    polar, azimuth = torch.tensor([70.0]), torch.tensor([90.0])  # between the two references
+    d_polar = torch.zeros(1, 2)
+    d_azimuth = torch.tensor([[90.0, -90.0]])
+    out = guidance.step(render, d_polar, d_azimuth, torch.zeros(1, 2), polar, azimuth, t=torch.tensor([500]))
+    out.loss.backward()
+    assert torch.isfinite(render.grad).all() and render.grad.abs().sum() > 0
+    # At a reference camera the 'angle' scale turns SDS off there.
+    at_ref = guidance.step(render.detach(), d_polar, torch.tensor([[0.0, 180.0]]), torch.zeros(1, 2),
+                           polar, torch.tensor([0.0]), t=torch.tensor([500]))
+    assert float(at_ref.grad.abs().max()) < 1e-6 * float(out.grad.abs().max())
