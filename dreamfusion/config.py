@@ -221,6 +221,10 @@ class Config:
         return self.hf_key or SD_VERSIONS[self.sd_version]
 
 
+REFERENCE_EXTENT = 0.6
+"""Half-extent (in --bound units) of a recentred reference's silhouette in the offline image prior's
+scene: the reference camera's field of view is chosen for it."""
+
 EXEMPLAR_DMTET_MAX_RESOLUTION = 128
 """Largest exemplar-prior image size the DMTet stage raises ``--exemplar_resolution`` to."""
 
@@ -292,11 +296,15 @@ def resolve(config: Config) -> Config:
                 from .cameras import framing_fovy
 
                 nearest = min(c.radius_range[0], c.default_radius)
-                c.default_fovy = round(framing_fovy(nearest, min(1.05 * c.bound, 0.99 * nearest)), 2)
+                framing = round(framing_fovy(nearest, min(1.05 * c.bound, 0.99 * nearest)), 2)
+                # The reference camera's field of view sets the object's size in the scene (the
+                # reference fills it): a recentred photo (border 0.2) then spans +-REFERENCE_EXTENT,
+                # so the object, deeper than it is wide at worst by about 1.4, stays inside --bound.
+                c.default_fovy = round(2.0 * math.degrees(math.atan(REFERENCE_EXTENT * c.bound / (0.8 * c.default_radius))), 2)
         if c.text is None:
             c.guidance = ["zero123"]
             if not keep:
-                c.fovy_range = [c.default_fovy, c.default_fovy]
+                c.fovy_range = [framing, framing] if offline_image else [c.default_fovy, c.default_fovy]
                 # The exemplar posterior is exact: classifier-free guidance (3 measured) only
                 # saturates colours and blurs the shape (docs/image-to-3d.md).
                 c.guidance_scale = 1.0 if offline_image else 5.0

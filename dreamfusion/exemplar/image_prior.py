@@ -58,7 +58,7 @@ RECENTRE_BORDER = 0.2
 REFINE_LEVELS = ((64, (12.0, 6.0), (10.0, 10.0)), (96, (6.0, 1.5), (8.0, 4.0)))
 """Camera grids rendered around the coarse matches: (image size, (half-width, step) in polar,
 (half-width, step) in azimuth), degrees; the second level refines the first's winner."""
-REFINE_CANDIDATES = 3
+REFINE_CANDIDATES = 5
 REFINE_SEPARATION = 25.0
 """The refinement starts from the best coarse matches at least this many degrees apart."""
 MATCH_SIGMA = 0.1
@@ -364,18 +364,20 @@ class ExemplarImagePrior:
         base: the camera-conditioned exemplar prior holding every object's views (the same posterior
             the text modes use); its resolution is the prior's.
         identify: a coarser exemplar prior over the same objects for identification (default: base).
-        fovy: the field of view of the run's cameras (image runs fix it to --default_fovy).
+        fovy: the field of view of the run's training cameras (fixed in image runs).
+        reference_fovy: the reference camera's (--default_fovy; default ``fovy``).
     """
 
     accepts_opacity = True
 
     def __init__(self, base: ExemplarPrior, identify: ExemplarPrior | None = None, *, fovy: float = 20.0,
-                 log=print):
+                 reference_fovy: float | None = None, log=print):
         if base.condition != "camera":
             raise ValueError("the image prior needs a camera-conditioned exemplar prior")
         self.base = base
         self.identify = identify or base
         self.fovy = float(fovy)
+        self.reference_fovy = float(fovy if reference_fovy is None else reference_fovy)
         self.log = log
         self.device = base.device
         self.num_train_timesteps = base.num_train_timesteps
@@ -409,14 +411,15 @@ class ExemplarImagePrior:
         premultiplied = torch.cat([rgb - (1.0 - alpha), alpha], 1).clamp(0.0, 1.0)
         rows, self.poses, self.placements = [], [], []
         for k in range(rgb.shape[0]):
-            pose = identify_reference(self.identify, premultiplied[k], ref_radius=float(radii[k]), ref_fovy=self.fovy)
+            pose = identify_reference(self.identify, premultiplied[k], ref_radius=float(radii[k]),
+                                      ref_fovy=self.reference_fovy)
             placement = placement_from_view(pose.scale, pose.shift, pose.azimuth, float(polars[k]), float(azimuths[k]),
-                                            float(radii[k]), self.fovy)
+                                            float(radii[k]), self.reference_fovy)
             self.log(f"image prior: reference {k}: {pose.describe()}")
             self.poses.append(pose)
             self.placements.append(placement)
             rows.append([float(OBJECT_NAMES.index(pose.object_name)) if pose.object_name in OBJECT_NAMES else -1.0,
-                         pose.polar, pose.azimuth, float(polars[k]), float(azimuths[k]), float(radii[k]), self.fovy,
+                         pose.polar, pose.azimuth, float(polars[k]), float(azimuths[k]), float(radii[k]), self.reference_fovy,
                          placement.scale, *placement.translation])
         self.base.views(self.poses[0].object_name)
         r = self.resolution
@@ -474,7 +477,8 @@ class ExemplarImagePrior:
     def window(self, pose: Tensor, camera: Tensor) -> "Window":
         """The exemplars one conditioned row (a reference ``pose`` row, a render ``camera``) draws on."""
         name = OBJECT_NAMES[int(pose[0])]
-        polar_o, azimuth_o, ref_polar, ref_azimuth, ref_radius, fovy, scale = (float(v) for v in pose[1:8])
+        polar_o, azimuth_o, ref_polar, ref_azimuth, ref_radius, ref_fovy, scale = (float(v) for v in pose[1:8])
+        fovy = self.fovy  # the render's
         translation = pose[8:11].double()
         polar, azimuth, radius = (camera[i:i + 1].double() for i in range(3))
         placement = Placement(scale, wrap_degrees(torch.tensor(ref_azimuth - azimuth_o)).item(), tuple(translation.tolist()))
@@ -498,8 +502,8 @@ class ExemplarImagePrior:
         tan = math.tan(math.radians(fovy) / 2.0)
         zoom = (cams.radius[used].double() * torch.tan(torch.deg2rad(cams.fovy[used].double()) / 2)) / (float(r_o) * tan)
         shift = project(translation[None], polar, azimuth, radius, torch.tensor([fovy]))[0]
-        return Window(name, used, w[:-1][used].float(), zoom.float(), shift.float(), float(w[-1]),
-                      ref_radius / float(radius))
+        ref_zoom = ref_radius * math.tan(math.radians(ref_fovy) / 2.0) / (float(radius) * tan)
+        return Window(name, used, w[:-1][used].float(), zoom.float(), shift.float(), float(w[-1]), ref_zoom)
 
     def _conditioned_x0(self, x_t: Tensor, t: Tensor, pose: Tensor, camera: Tensor, reference: Tensor) -> Tensor:
         win = self.window(pose, camera)
@@ -525,7 +529,7 @@ class ExemplarImagePrior:
 
 
 def make_exemplar_image_prior(*, resolution: int = 32, views_per_class: int | None = 64, orbit: OrbitConfig | None = None,
-                              fovy: float = 20.0, objects: Sequence[str] | None = None, device: torch.device | str = "cpu",
+                              fovy: float = 20.0, reference_fovy: float | None = None, objects: Sequence[str] | None = None, device: torch.device | str = "cpu",
                               cache_dir=None, use_cache: bool = True, log=print) -> ExemplarImagePrior:
     """The image prior of ``--zero123_ckpt exemplar``: a camera-conditioned exemplar prior over the
     built-in objects (views rendered lazily, the identified object's first) and a coarse set of
@@ -540,4 +544,4 @@ def make_exemplar_image_prior(*, resolution: int = 32, views_per_class: int | No
     coarse = ExemplarViewConfig.from_orbit(orbit, count=IDENTIFY_VIEWS, resolution=32,
                                            polar_range=(min(orbit.theta_range[0], 30.0), max(orbit.theta_range[1], 120.0)))
     identify = ExemplarPrior(config=coarse, objects=names, cache_dir=cache_dir, use_cache=use_cache, condition="camera")
-    return ExemplarImagePrior(base, identify, fovy=fovy, log=log)
+    return ExemplarImagePrior(base, identify, fovy=fovy, reference_fovy=reference_fovy, log=log)

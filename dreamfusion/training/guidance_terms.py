@@ -74,7 +74,8 @@ class GuidanceTerms:
 
                     prior = make_exemplar_image_prior(resolution=config.exemplar_resolution,
                                                       views_per_class=config.exemplar_views, orbit=orbit,
-                                                      fovy=config.default_fovy, device=device, log=log)
+                                                      fovy=config.fovy_range[0], reference_fovy=config.default_fovy,
+                                                      device=device, log=log)
                     terms.zero123 = Zero123Guidance(prior, SDSConfig(**common), grad_scale_mode=mode)
                 else:
                     terms.zero123 = make_guidance("zero123", device, zero123_key=config.zero123_ckpt,

@@ -153,7 +153,8 @@ def estimate_reference_polar(config, device, log=print) -> float:
     orbit = OrbitConfig(radius_range=tuple(config.radius_range), theta_range=tuple(config.theta_range),
                         phi_range=tuple(config.phi_range), fovy_range=tuple(config.fovy_range))
     prior = make_exemplar_image_prior(resolution=config.exemplar_resolution, views_per_class=config.exemplar_views,
-                                      orbit=orbit, fovy=config.default_fovy, device=device, log=log)
+                                      orbit=orbit, fovy=config.fovy_range[0], reference_fovy=config.default_fovy,
+                                      device=device, log=log)
     pose = identify_reference(prior.identify, rgba, ref_radius=config.default_radius, ref_fovy=config.default_fovy)
     polar = round(pose.polar, 1)
     config.default_polar = polar

@@ -60,7 +60,7 @@ def test_photo_to_field_offline(tmp_path, capsys):
                                           config.default_fovy)
     centre, half, _ = silhouette_boxes(ref[None])
     assert abs(float(half[0]) - 0.8) < 0.05  # recentred with --border_ratio 0.2
-    assert 1.2 < placement.scale < 3.0
+    assert 0.7 < placement.scale < 2.5
 
 
 def test_image_config_errors_are_one_line(tmp_path):
