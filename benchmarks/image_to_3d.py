@@ -128,7 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     extra = [a for a in args.extra if a != "--"]
     out = Path(args.out)
     rows = []
-    for i, prompt in enumerate(args.objects):
+    for prompt in args.objects:
+        # Backgrounds and seeds follow the object's place in the library, so `make demo-image` (one
+        # object) repeats that object's row of the full benchmark exactly.
+        i = OBJECT_NAMES.index(prompt) if prompt in OBJECT_NAMES else len(OBJECT_NAMES)
         for j, camera in enumerate(CAMERAS[: max(1, min(args.cameras, len(CAMERAS)))]):
             background = BACKGROUNDS[(i + j) % len(BACKGROUNDS)]
             rows.append(run_one(prompt, camera, background, seed=i * 10 + j, folder=out / f"{slug(prompt)}-{j}", extra=extra))
