@@ -47,7 +47,7 @@ from dreamfusion.cameras import OrbitConfig, look_at, make_batch, position_to_sp
 from dreamfusion.errors import UserError
 from dreamfusion.exemplar.objects import OBJECT_NAMES, OBJECTS
 from dreamfusion.exemplar.posterior import ExemplarStatistics, posterior_mean
-from dreamfusion.exemplar.prior import ExemplarPrior
+from dreamfusion.exemplar.prior import ExemplarPrior, noise_from_x0
 from dreamfusion.exemplar.render import render_cameras
 from dreamfusion.exemplar.views import ExemplarViewConfig
 
@@ -448,11 +448,7 @@ class ExemplarImagePrior:
 
     @torch.no_grad()
     def predict_noise(self, x_t: Tensor, t: Tensor, cond: ExemplarImageConditioning) -> Tensor:
-        abar = self.alphas_cumprod.to(x_t.device)[torch.as_tensor(t, device=x_t.device).long().reshape(-1)]
-        abar = abar.expand(x_t.shape[0]).float()
-        x0 = self.predict_x0(x_t, t, cond)
-        eps = (x_t.float() - abar.sqrt().view(-1, 1, 1, 1) * x0) / (1.0 - abar).sqrt().view(-1, 1, 1, 1)
-        return eps.to(x_t.dtype)
+        return noise_from_x0(x_t, t, self.predict_x0(x_t, t, cond), self.alphas_cumprod)
 
     @torch.no_grad()
     def predict_x0(self, x_t: Tensor, t: Tensor, cond: ExemplarImageConditioning) -> Tensor:

@@ -301,11 +301,7 @@ class ExemplarPrior:
     @torch.no_grad()
     def predict_noise(self, x_t: Tensor, t: Tensor, embeddings: Tensor) -> Tensor:
         """ε̂(x_t, t) [B, C, r, r] = (x_t - √ᾱ·x̂0)/√(1-ᾱ) for the mixture that ``embeddings`` define."""
-        abar = self.alphas_cumprod.to(x_t.device)[torch.as_tensor(t, device=x_t.device).long().reshape(-1)]
-        abar = abar.expand(x_t.shape[0]).float()
-        x0 = self.predict_x0(x_t, t, embeddings)
-        eps = (x_t.float() - abar.sqrt().view(-1, 1, 1, 1) * x0) / (1.0 - abar).sqrt().view(-1, 1, 1, 1)
-        return eps.to(x_t.dtype)
+        return noise_from_x0(x_t, t, self.predict_x0(x_t, t, embeddings), self.alphas_cumprod)
 
     # ------------------------------------------------------------------------------ the posterior
 
@@ -349,6 +345,13 @@ class ExemplarPrior:
 
         x0 = posterior_mean(x, abar.sqrt(), 1.0 - abar, pi, stats, tau2, self.chunk_views)
         return x0.reshape(x_t.shape).float()
+
+
+def noise_from_x0(x_t: Tensor, t: Tensor, x0: Tensor, alphas_cumprod: Tensor) -> Tensor:
+    """ε̂ = (x_t - √ᾱ_t·x̂0)/√(1-ᾱ_t) [B, C, r, r]: the noise a posterior mean x̂0 [B, C, r, r] implies."""
+    abar = alphas_cumprod.to(x_t.device)[torch.as_tensor(t, device=x_t.device).long().reshape(-1)]
+    abar = abar.expand(x_t.shape[0]).float().view(-1, 1, 1, 1)
+    return ((x_t.float() - abar.sqrt() * x0) / (1.0 - abar).sqrt()).to(x_t.dtype)
 
 
 def make_exemplar_prior(prompt: str, *, resolution: int = 32, views_per_class: int | None = 64, count: int | None = None,
