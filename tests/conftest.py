@@ -26,3 +26,40 @@ def private_dreamfusion_cache(tmp_path_factory):
         os.environ.pop("DREAMFUSION_CACHE", None)
     else:
         os.environ["DREAMFUSION_CACHE"] = previous
+
+
+@pytest.fixture(scope="session")
+def chromium_browser():
+    """A headless Chromium (playwright over the system's browser, WebGL by SwiftShader) for the
+    whole session; skipped without one, failed instead under CI (see tests/browser.py)."""
+    from browser import CHROMIUM_ARGS, find_chromium, unavailable
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("playwright is not installed (pip install playwright)")
+    executable = find_chromium()
+    if executable is None:
+        unavailable("no Chromium on PATH (e.g. apt-get install chromium)")
+    playwright = sync_playwright().start()
+    try:
+        browser = playwright.chromium.launch(executable_path=executable, args=list(CHROMIUM_ARGS))
+    except Exception as error:  # noqa: BLE001 - a browser that does not start is as good as none
+        playwright.stop()
+        unavailable(f"{executable} did not start: {error}")
+    yield browser
+    browser.close()
+    playwright.stop()
+
+
+@pytest.fixture
+def browser_page(chromium_browser):
+    """A fresh page in its own context (no shared cookies or storage), 1000x1000 CSS pixels at
+    device scale 1, every wait bounded by ``browser.TIMEOUT_MS``; closed after the test."""
+    from browser import TIMEOUT_MS
+
+    context = chromium_browser.new_context(viewport={"width": 1000, "height": 1000}, device_scale_factor=1)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    yield page
+    context.close()

@@ -5,7 +5,8 @@ Names follow stable-dreamfusion (trainer name ``df``)::
     validation/df_ep0003_0000_rgb.png   _depth.png   _normal.png     every eval_interval epochs
     results/df_ep0100_rgb.mp4           _depth.mp4                   test video (turntable)
     results/df_ep0100_0000_rgb.png      _depth.png   _normal.png     --six_views
-    index.html                                                       links everything above
+    index.html                                                       links everything above, with
+                                                                     the mesh viewer and loss curves
 
 Images are ``[H, W, 3]`` float in [0, 1] (depth ``[H, W]``, min-max normalised per image).
 """
@@ -21,6 +22,10 @@ from typing import Sequence
 import imageio.v2 as imageio
 import numpy as np
 from torch import Tensor
+
+from dreamfusion.export.mesh_io import GLB_NAME
+from dreamfusion.report import loss_curves, mesh_page
+from dreamfusion.report.scalars import read_scalars, scalars_path
 
 
 def to_uint8(image: Tensor | np.ndarray) -> np.ndarray:
@@ -53,7 +58,7 @@ def remove_stale_temporaries(workspace: Path) -> None:
     import shutil
 
     workspace = Path(workspace)
-    for folder in (workspace, workspace / "validation", workspace / "results"):
+    for folder in (workspace, workspace / "validation", workspace / "results", workspace / "mesh"):
         if not folder.is_dir():
             continue
         for entry in [*folder.glob(".*.tmp-*"), *folder.glob(".*.old-*")]:
@@ -118,13 +123,30 @@ def _group_by_epoch(files: list[Path]) -> dict[int, list[Path]]:
 
 
 def write_index_html(workspace: Path, title: str = "dreamfusion run") -> Path:
-    """(Re)write ``<workspace>/index.html`` showing every video and image of the run, newest first."""
+    """(Re)write ``<workspace>/index.html``: the mesh in an interactive viewer (and
+    ``mesh/viewer.html``, its page of its own), the loss curves, then every video and image of the
+    run, newest first. Called at the end of every epoch: it reads the scalars CSV and the GLB once."""
     workspace = Path(workspace)
     parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>",
              "<style>body{font-family:sans-serif;margin:1em}img,video{image-rendering:pixelated;"
              "width:192px;margin:2px;border:1px solid #ccc}figure{display:inline-block;margin:2px}"
-             "figcaption{font-size:11px;text-align:center}</style>",
+             "figcaption{font-size:11px;text-align:center}iframe.mesh-viewer{border:1px solid #ccc;max-width:100%}"
+             "svg.plot{display:block;max-width:100%;height:auto;margin:4px 0}.note{font-size:12px;color:#555}</style>",
              f"<h1>{html.escape(title)}</h1>"]
+    mesh, viewer = workspace / "mesh", ""
+    if (mesh / GLB_NAME).is_file():
+        page = mesh_page.write_viewer_page(mesh / GLB_NAME)  # only rewritten when the mesh changed
+        viewer = mesh_page.viewer_embed(page, (mesh / GLB_NAME).stat().st_size, f"mesh/{mesh_page.VIEWER_NAME}")
+    files = sorted(p for p in mesh.iterdir() if p.is_file() and not p.name.startswith(".")) if mesh.is_dir() else []
+    if files:
+        parts += ["<h2>Mesh</h2>", viewer, "<ul>"]
+        parts += [f"<li><a href='{html.escape(p.relative_to(workspace).as_posix())}'>{html.escape(p.name)}</a></li>"
+                  for p in files]
+        parts.append("</ul>")
+    loss = loss_curves.loss_section(read_scalars(workspace),
+                                    scalars_path(workspace).relative_to(workspace).as_posix())
+    if loss:
+        parts += ["<h2>Loss</h2>", loss]
     results = workspace / "results"
     videos = sorted(results.glob("*.mp4")) if results.is_dir() else []
     if videos:
@@ -136,14 +158,6 @@ def write_index_html(workspace: Path, title: str = "dreamfusion run") -> Path:
             continue
         parts.append(f"<h2>{heading}</h2>")
         _gallery(parts, images, workspace, "<img src='{src}' alt='{name}'>")
-    mesh = workspace / "mesh"
-    if mesh.is_dir():
-        files = sorted(p for p in mesh.iterdir() if p.is_file())
-        if files:
-            parts.append("<h2>Mesh</h2><ul>")
-            parts += [f"<li><a href='{html.escape(p.relative_to(workspace).as_posix())}'>{html.escape(p.name)}</a></li>"
-                      for p in files]
-            parts.append("</ul>")
     target = workspace / "index.html"
     tmp = workspace / f".index.html.tmp-{os.getpid()}"
     tmp.write_text("\n".join(p for p in parts if p), encoding="utf-8")

@@ -1,8 +1,9 @@
-"""The run's text log (``<workspace>/log_df.txt``) and TensorBoard writer (``<workspace>/run/df``).
+"""The run's text log (``<workspace>/log_df.txt``), TensorBoard writer (``<workspace>/run/df``) and
+scalars CSV (``<workspace>/run/df/scalars.csv``, read by the run page's loss plot).
 
     log = RunLog(workspace, name="df", tensorboard=True)
     log.line("epoch 3 done")                 # appended to log_df.txt (and echoed when echo=True)
-    log.scalars(step, {"train/loss": 0.1})   # TensorBoard
+    log.scalars(step, {"train/loss": 0.1})   # scalars.csv (always) and TensorBoard
     log.image(step, "validation/rgb", img)   # [H, W, 3] in [0, 1]
     log.close()
 """
@@ -16,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
+from dreamfusion.report.scalars import ScalarsCsv, scalars_path
+
 
 class RunLog:
     def __init__(self, workspace: str | Path, name: str = "df", *, tensorboard: bool = True, echo: bool = False):
@@ -24,6 +27,7 @@ class RunLog:
         self.path = self.workspace / f"log_{name}.txt"
         self._file = open(self.path, "a", encoding="utf-8")
         self.echo = echo
+        self._scalars = ScalarsCsv(scalars_path(self.workspace, name))  # the file opens on the first scalars()
         self._writer = None
         if tensorboard:
             try:
@@ -42,6 +46,7 @@ class RunLog:
             print(message, file=sys.stderr)
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
+        self._scalars.append(step, values)
         if self._writer is not None:
             for key, value in values.items():
                 self._writer.add_scalar(key, float(value), step)
@@ -55,10 +60,12 @@ class RunLog:
 
     def flush(self) -> None:
         self._file.flush()
+        self._scalars.flush()
         if self._writer is not None:
             self._writer.flush()
 
     def close(self) -> None:
+        self._scalars.close()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
