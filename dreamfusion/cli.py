@@ -1,5 +1,5 @@
-"""Command line: ``dreamfusion [options]`` (stable-dreamfusion's main.py), ``dreamfusion export`` and
-``dreamfusion preprocess`` (stable-dreamfusion's preprocess_image.py).
+"""Command line: ``dreamfusion [options]`` (stable-dreamfusion's main.py), ``dreamfusion export``,
+``dreamfusion preprocess`` (stable-dreamfusion's preprocess_image.py) and ``dreamfusion view``.
 
 The parser is built from :class:`dreamfusion.config.Config`'s field metadata. Every error the user can
 cause ends as one line on stderr and exit code 2; nothing is written before the input is validated.
@@ -43,7 +43,8 @@ def _field_type(f: dataclasses.Field) -> type:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Text (or image) to 3D by Score Distillation Sampling.",
                      epilog=f"Also: '{PROG} export <workspace>' writes a textured mesh from a workspace's checkpoint; "
-                            f"'{PROG} preprocess photo.jpg' makes the photo_rgba.png that --image trains on.",
+                            f"'{PROG} preprocess photo.jpg' makes the photo_rgba.png that --image trains on; "
+                            f"'{PROG} view <workspace>' opens a finished workspace in the browser viewer.",
                      formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     groups: dict[str, argparse._ArgumentGroup] = {}
@@ -156,6 +157,10 @@ def load_saved_config(workspace: Path) -> dict:
 
 def _check_mode(config: Config) -> None:
     check_features(config)
+    if config.gui and not config.six_views and not config.dry_run:
+        from .viewer.run import require_viser
+
+        require_viser()
     if config.test or config.six_views:
         return
     if config.text is None and not config.references:
@@ -196,6 +201,10 @@ def run(config: Config) -> int:
         save_config(config, workspace, name)
         if config.six_views:
             return training.six_views(config, device)
+        if config.gui:
+            from .viewer.run import serve_checkpoint, serve_training
+
+            return serve_checkpoint(config, device) if config.test else serve_training(config, device)
         return training.test(config, device) if config.test else training.train(config, device)
 
 
@@ -239,6 +248,19 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
+def workspace_config(path: str, overrides: dict) -> tuple[Path, Config]:
+    """A workspace's saved config with ``overrides`` (only names that are options) applied, resolved."""
+    workspace = Path(path)
+    if not workspace.is_dir():
+        raise UserError(f"{path}: workspace not found")
+    saved = load_saved_config(workspace)
+    known = {f.name for f in dataclasses.fields(Config)}
+    chosen = {k: v for k, v in overrides.items() if k in known and k != "workspace"}
+    config = resolve(Config(**{**{k: v for k, v in saved.items() if k in known and k != "references"}, **chosen,
+                               "workspace": str(workspace)}))
+    return workspace, config
+
+
 def export_main(argv: list[str]) -> int:
     """``dreamfusion export <workspace> [--mcubes_resolution N] [--decimate_target N] ...``."""
     parser = _Parser(prog=f"{PROG} export", description="Export a textured mesh (OBJ + GLB) from a workspace's checkpoint.")
@@ -252,14 +274,7 @@ def export_main(argv: list[str]) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     args = parser.parse_args(argv)
-    workspace = Path(args.workspace)
-    if not workspace.is_dir():
-        raise UserError(f"{args.workspace}: workspace not found")
-    saved = load_saved_config(workspace)
-    known = {f.name for f in dataclasses.fields(Config)}
-    overrides = {k: v for k, v in vars(args).items() if v is not None and k in known and k != "workspace"}
-    config = resolve(Config(**{**{k: v for k, v in saved.items() if k in known and k != "references"}, **overrides,
-                               "workspace": str(workspace)}))
+    workspace, config = workspace_config(args.workspace, {k: v for k, v in vars(args).items() if v is not None})
     from .devices import select_device
 
     device = select_device(args.device)
@@ -271,6 +286,32 @@ def export_main(argv: list[str]) -> int:
 
     with WorkspaceGuard(workspace):
         return export_workspace(config, device)
+
+
+def view_main(argv: list[str]) -> int:
+    """``dreamfusion view <workspace> [--gui_host H] [--gui_port P] [--ckpt latest|best|<path>]``."""
+    parser = _Parser(prog=f"{PROG} view", allow_abbrev=False,
+                     description="Open a finished workspace in the browser viewer: its field from any camera, "
+                                 "with the shading, light and field-of-view controls, beside its exported mesh.")
+    parser.add_argument("workspace")
+    parser.add_argument("--ckpt", default="latest", help="latest | best | <path> (default latest)")
+    parser.add_argument("--gui_host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--gui_port", type=int, default=0, help="port (default 0: a free one; the URL printed is "
+                                                                  "the port really taken)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
+    args = parser.parse_args(argv)
+    workspace, config = workspace_config(args.workspace, {"ckpt": args.ckpt, "gui_host": args.gui_host,
+                                                          "gui_port": args.gui_port, "device": args.device,
+                                                          "test": True, "gui": True})
+    from .devices import select_device
+    from .viewer.run import require_viser, serve_checkpoint
+    from .workspace_guard import WorkspaceGuard
+
+    require_viser()
+    device = select_device(args.device)
+    with WorkspaceGuard(workspace):
+        return serve_checkpoint(config, device)
 
 
 def preprocess_main(argv: list[str]) -> int:
@@ -343,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
         return _guarded(lambda: export_main(argv[1:]), argv)
     if argv and argv[0] == "preprocess":
         return _guarded(lambda: preprocess_main(argv[1:]), argv)
+    if argv and argv[0] == "view":
+        return _guarded(lambda: view_main(argv[1:]), argv)
     return _guarded(lambda: run(parse_config(argv)) or 0, argv)
 
 

@@ -65,7 +65,7 @@ class Config:
     test_interval: int = opt(100, "render the test video every N epochs (and at the last epoch)", "general")
     workspace: str = opt("workspace", "output directory", "general")
     seed: int | None = opt(None, "random seed (a seeded CPU run is repeatable bit for bit)", "general")
-    gui: bool = opt(False, "interactive GUI", "general")
+    gui: bool = opt(False, "browser viewer (viser) of the run while it trains, or of a checkpoint with --test; see docs/viewer.md", "general")
 
     # ---- guidance (spec §2.2)
     guidance: list = opt(["SD"], "guidance models: SD, IF, zero123, clip, exemplar", "guidance", choices=GUIDANCE_CHOICES)
@@ -188,7 +188,9 @@ class Config:
     fovy: float = opt(20.0, "GUI field of view", "gui")
     light_theta: float = opt(60.0, "GUI light polar angle", "gui")
     light_phi: float = opt(0.0, "GUI light azimuth", "gui")
-    max_spp: int = opt(1, "GUI samples per pixel", "gui")
+    max_spp: int = opt(1, "GUI samples per pixel (accepted for compatibility; the browser viewer refines by resolution)", "gui")
+    gui_host: str = opt("127.0.0.1", "address the --gui viewer listens on (0.0.0.0: every interface)", "gui")
+    gui_port: int = opt(0, "port of the --gui viewer (0: a free one; the URL printed is the port really taken)", "gui")
 
     # ---- dreamfusion additions
     if_key: str = opt("DeepFloyd/IF-I-XL-v1.0", "hub id or local folder of DeepFloyd IF stage I (--IF)", "dreamfusion")
@@ -231,7 +233,6 @@ EXEMPLAR_DMTET_MAX_RESOLUTION = 128
 RANGE_FIELDS = ("t_range", "radius_range", "theta_range", "phi_range", "fovy_range")
 
 NOT_BUILT = {
-    "gui": "the interactive GUI (--gui)",
     "taichi_ray": "Taichi ray marching (--taichi_ray)",
 }
 """Options whose feature this version does not implement: using one is an error, never ignored."""
@@ -405,6 +406,10 @@ def _validate(c: Config) -> None:
     for name in positive:
         if getattr(c, name) <= 0:
             raise UserError(f"--{name} must be positive, got {getattr(c, name)}")
+    if not 0 <= c.gui_port <= 65535:
+        raise UserError(f"--gui_port must be a port number in 0..65535 (0: a free one), got {c.gui_port}")
+    if not c.gui_host.strip():
+        raise UserError("--gui_host is empty; give an address such as 127.0.0.1")
     if c.upsample_steps < 0:
         raise UserError(f"--upsample_steps must be >= 0, got {c.upsample_steps}")
     if c.bound <= 0 or c.lr <= 0:

@@ -23,7 +23,7 @@ def run_cli(*args, cwd):
     ([], "give a prompt with --text"),
     (["--text", "a hamburger", "--optim", "sgd"], "invalid choice: 'sgd'"),
     (["--text", "a hamburger", "--iters", "ten"], "invalid int value: 'ten'"),
-    (["--text", "a hamburger", "--gui"], "interactive GUI (--gui) is not available"),
+    (["--text", "a hamburger", "--taichi_ray"], "Taichi ray marching (--taichi_ray) is not available"),
     (["--text", "a hamburger", "--file", "missing.txt"], "--file missing.txt: cannot read"),
     (["--text", "a hamburger", "--device", "tpu9"], "unknown device"),
 ])

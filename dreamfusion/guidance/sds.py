@@ -186,16 +186,17 @@ class ScoreDistillation:
         Args:
             images: [B, 3, H, W] in [0, 1] (or [B, 4, H, W] normal+alpha with `as_latent`).
             embeddings: the prior's conditioning, `(1+K)·B` rows, unconditional block first.
-            save_guidance_path: if set, write render | noisy latent | one-step x0 there (PNG).
+            save_guidance_path: if set, write render | noisy latent | one-step x0 there (PNG), or,
+                when callable, hand it a :class:`~.preview.GuidancePreview`.
             **kwargs: passed to `step_latents` (grad_scale, perpneg_weights, reference_weights,
                 t, noise, generator).
         """
         latents = self.latents(images, as_latent)
         out = self.step_latents(latents, embeddings, **kwargs)
         if save_guidance_path is not None:
-            from .preview import save_guidance_preview
+            from .preview import deliver_preview
 
-            save_guidance_preview(save_guidance_path, self.prior, images[:, :3], out)
+            deliver_preview(save_guidance_path, self.prior, images[:, :3], out)
         return out
 
     def step_latents(self, latents: Tensor, embeddings: Any, *, grad_scale: float | Tensor = 1.0,

@@ -90,13 +90,18 @@ def train(config, device: torch.device) -> int:
     """Train (resuming per ``--ckpt``), then optionally export the mesh."""
     trainer = build_trainer(config, device)
     try:
-        code = trainer.train()
-        if code == 0 and config.save_mesh and not mesh_is_current(trainer):
-            save_mesh(trainer)
-        outputs.write_index_html(trainer.workspace)
-        return code
+        return finish_training(trainer, trainer.train())
     finally:
         trainer.close()
+
+
+def finish_training(trainer: Trainer, code: int) -> int:
+    """After ``trainer.train()`` returned ``code``: the mesh (``--save_mesh``, when training ended)
+    and the run page."""
+    if code == 0 and trainer.cfg.save_mesh and not mesh_is_current(trainer):
+        save_mesh(trainer)
+    outputs.write_index_html(trainer.workspace)
+    return code
 
 
 def _render_checkpoint(config, device: torch.device, render, force_mesh: bool = False) -> int:

@@ -140,6 +140,8 @@ class Trainer:
             self._known_view = reference_poses(self.orbit, self.references.polar, self.references.azimuth,
                                                self.references.radius, kh, kw).to(self.device)
         self.optimizer = self.lr_scheduler = self.ema = None
+        self.observer = None  # a TrainingObserver (the viewer): see dreamfusion.training.observer
+        self.last_batch = None  # the latest step's StepBatch, kept while an observer is attached
         if mode == "train":
             base_lr = 5 * c.lr if c.optim == "adan" else c.lr  # stable-dreamfusion: Adan runs at 5× --lr
             self.optimizer = build_optimizer(c.optim, self.scene.param_groups(base_lr))
@@ -191,6 +193,10 @@ class Trainer:
         opacity = out["weights_sum"].reshape(B, H, W)
         normal_image = out.get("normal_image")
         normal_image = normal_image.reshape(B, H, W, 3) if normal_image is not None else None
+        if self.observer is not None:
+            from dreamfusion.training.observer import StepBatch
+
+            self.last_batch = StepBatch(cameras, rgb.detach(), opacity.detach(), plan.known_view)
 
         terms: dict[str, Tensor] = {}
         if plan.known_view:
@@ -209,6 +215,8 @@ class Trainer:
             preview = None
             if c.save_guidance and step % c.save_guidance_interval == 0:
                 preview = self.workspace / "guidance" / f"step_{step:07d}.png"
+            elif self.observer is not None:
+                preview = self.observer.preview_sink(self, step)
             terms.update(self.guidance.losses(images.float(), cameras, as_latent=plan.as_latent,
                                               opacity=opacity.float(), save_guidance_path=preview,
                                               shading=plan.shading, ambient_ratio=plan.ambient_ratio))
@@ -322,6 +330,8 @@ class Trainer:
                 epoch = self.global_step // self.iters_per_epoch + 1
                 last = min(epoch * self.iters_per_epoch, c.iters)
                 for step in range(self.global_step + 1, last + 1):
+                    if self.observer is not None:
+                        self.observer.between_steps(self, stop)  # may pause, save or export here
                     if stop.requested:
                         return self._stop_early(bar)
                     try:
@@ -335,6 +345,8 @@ class Trainer:
                         started_here = True
                     self.global_step = step
                     self._log_step(step, terms, bar)
+                    if self.observer is not None:
+                        self.observer.after_step(self, step, terms)
                 self.epoch = epoch
                 self.ema.update()  # once per epoch, like stable-dreamfusion
                 path = self.ckpt.save_full(self.full_state(), epoch)
