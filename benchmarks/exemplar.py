@@ -30,7 +30,7 @@ from dreamfusion.devices import select_device
 from dreamfusion.errors import UserError
 from dreamfusion.exemplar.metrics import RingSpec, evaluate_workspace, json_report
 from dreamfusion.exemplar.metrics.geometry import object_surface_points
-from dreamfusion.exemplar.metrics.views import border_coverage, check_orbit_frames
+from dreamfusion.exemplar.metrics.views import border_coverage, check_orbit_frames, rings_covered
 from dreamfusion.exemplar.objects import OBJECT_NAMES, get_object
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,13 +67,6 @@ def check_framing(config, prompt: str) -> None:
     edge = border_coverage(views.alpha[:, 0])
     if bool((edge > 1e-3).any()):
         raise UserError(f"exemplar views of {obj.name!r}: the object touches the border in {int((edge > 1e-3).sum())} views")
-
-
-def rings_covered(theta_range) -> RingSpec:
-    """The evaluation rings inside the training polar band (all five for polar 30-150)."""
-    lo, hi = theta_range
-    polars = tuple(p for p in RingSpec().polars if lo <= p <= hi)
-    return RingSpec(polars=polars or RingSpec().polars)
 
 
 def distil(prompt: str, workspace: Path, device: torch.device, extra: list[str], seed: int = 0) -> tuple[dict, float]:

@@ -1,5 +1,6 @@
 """Command line: ``dreamfusion [options]`` (stable-dreamfusion's main.py), ``dreamfusion export``,
-``dreamfusion preprocess`` (stable-dreamfusion's preprocess_image.py) and ``dreamfusion view``.
+``dreamfusion preprocess`` (stable-dreamfusion's preprocess_image.py), ``dreamfusion view``,
+``dreamfusion batch`` and ``dreamfusion evaluate``.
 
 The parser is built from :class:`dreamfusion.config.Config`'s field metadata. Every error the user can
 cause ends as one line on stderr and exit code 2; nothing is written before the input is validated.
@@ -44,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Text (or image) to 3D by Score Distillation Sampling.",
                      epilog=f"Also: '{PROG} export <workspace>' writes a textured mesh from a workspace's checkpoint; "
                             f"'{PROG} preprocess photo.jpg' makes the photo_rgba.png that --image trains on; "
-                            f"'{PROG} view <workspace>' opens a finished workspace in the browser viewer.",
+                            f"'{PROG} view <workspace>' opens a finished workspace in the browser viewer; "
+                            f"'{PROG} batch prompts.txt --workspace farm/' runs many prompts (on Ray); "
+                            f"'{PROG} evaluate <workspace>...' scores finished runs (CLIP R-precision).",
                      formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     groups: dict[str, argparse._ArgumentGroup] = {}
@@ -314,6 +317,53 @@ def view_main(argv: list[str]) -> int:
         return serve_checkpoint(config, device)
 
 
+def batch_main(argv: list[str]) -> int:
+    """``dreamfusion batch prompts.txt --workspace farm/ [--seeds 0 1 2] [--address ...] [training options]``.
+    Exit code: the number of runs that failed (at most 100)."""
+    parser = _Parser(prog=f"{PROG} batch", allow_abbrev=False,
+                     description="Run many prompts (a .txt with one a line, or .csv / .jsonl with per-prompt options, "
+                                 "seeds and images), each in <workspace>/<slug>, as tasks on Ray; rerun to resume. "
+                                 "Any other option is a training option for every run.")
+    parser.add_argument("prompts", help="prompt file: .txt, .csv or .jsonl (docs/batch.md)")
+    parser.add_argument("--workspace", required=True, help="the farm: one workspace per run inside it")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="run each prompt with each of these seeds")
+    parser.add_argument("--address", default=None, help="an existing Ray cluster: 'auto' or ray://host:10001 "
+                                                         "(default: a local Ray started here, on 127.0.0.1)")
+    parser.add_argument("--gpus_per_task", type=float, default=None, help="GPUs per run (default 1 when the cluster "
+                                                                         "has GPUs, else 0)")
+    parser.add_argument("--cpus_per_task", type=float, default=1.0, help="CPUs per run (and its torch threads; default 1)")
+    parser.add_argument("--num_cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    parser.add_argument("--no_ray", action="store_true", help="run the prompts one after another in this process")
+    parser.add_argument("--no_evaluate", action="store_true", help="skip 'dreamfusion evaluate' after each run")
+    parser.add_argument("--clip_model", default=None, help="CLIP model for the evaluation (hub id or folder)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
+    args, training = parser.parse_known_args(argv)
+    per_run = {"--text", "--image", "--workspace", "--seed", "--image_config"}
+    given = [a.split("=")[0] for a in training if a.split("=")[0] in per_run]
+    if given:
+        raise UserError(f"batch: {given[0]} is set per run (from the prompt file), not for the whole batch")
+    if args.cpus_per_task <= 0 or (args.gpus_per_task is not None and args.gpus_per_task < 0):
+        raise UserError("batch: --cpus_per_task must be positive and --gpus_per_task >= 0")
+    parse_config([*training, "--text", "check", "--workspace", str(Path(args.workspace) / "check")])  # bad options stop here
+    from .farm.prompts import read_batch
+    from .farm.report import write_reports
+    from .farm.runner import BatchOptions, run_batch
+
+    items = read_batch(Path(args.prompts), args.seeds)
+    farm = check_workspace(args.workspace).absolute()
+    options = BatchOptions(farm=farm, common=training, address=args.address, gpus_per_task=args.gpus_per_task,
+                           cpus_per_task=args.cpus_per_task, evaluate=not args.no_evaluate,
+                           evaluate_args=["--clip_model", args.clip_model] if args.clip_model else [],
+                           use_ray=not args.no_ray, num_cpus=args.num_cpus)
+    print(f"batch: {len(items)} runs from {args.prompts} into {farm}", flush=True)
+    outcomes = run_batch(items, options, report=lambda line: print(line, flush=True), progress=sys.stderr.isatty())
+    write_reports(farm, items, outcomes)
+    failed = sum(o.state != "done" for o in outcomes)
+    print(f"batch: {len(outcomes) - failed} done, {failed} failed; see {farm / 'index.html'} and "
+          f"{farm / 'summary.csv'}", flush=True)
+    return min(failed, 100)
+
+
 def preprocess_main(argv: list[str]) -> int:
     """``dreamfusion preprocess photo.jpg [more ...] [--size 256] [--border_ratio 0.2] [--no-recenter]
     [--depth_model ID|PATH|none] [--out_dir DIR]``."""
@@ -386,6 +436,12 @@ def main(argv: list[str] | None = None) -> int:
         return _guarded(lambda: preprocess_main(argv[1:]), argv)
     if argv and argv[0] == "view":
         return _guarded(lambda: view_main(argv[1:]), argv)
+    if argv and argv[0] == "batch":
+        return _guarded(lambda: batch_main(argv[1:]), argv)
+    if argv and argv[0] == "evaluate":
+        from .evaluation.cli import evaluate_main
+
+        return _guarded(lambda: evaluate_main(argv[1:]), argv)
     return _guarded(lambda: run(parse_config(argv)) or 0, argv)
 
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .weights import freeze, load_pretrained
+from .weights import freeze, load_pretrained, quiet_transformers
 
 CLIP_KEY = "openai/clip-vit-base-patch16"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -27,6 +27,19 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 def clip_grad_scale(azimuth: Tensor, lambda_guidance: float = 1.0) -> Tensor:
     """Per-camera CLIP weight `10·(1 − |azimuth|/180)·lambda_guidance` (far views pull less)."""
     return 10.0 * (1.0 - azimuth.float().abs() / 180.0) * lambda_guidance
+
+
+def load_clip(key: str, *, cache_dir: str | None = None, option_hint: str = "--clip_key"):
+    """``(CLIPModel, CLIPTokenizer)`` by hub id (the local cache first; the hub only when online) or
+    from a local folder; missing weights are one line naming ``option_hint`` (guidance and evaluation)."""
+    from transformers import CLIPModel, CLIPTokenizer
+
+    def load(k: str, local_only: bool):
+        common = dict(local_files_only=local_only, cache_dir=cache_dir)
+        return CLIPModel.from_pretrained(k, **common), CLIPTokenizer.from_pretrained(k, **common)
+
+    with quiet_transformers():
+        return load_pretrained(load, key, what="CLIP", option_hint=option_hint, cache_dir=cache_dir)
 
 
 class ClipGuidance:
@@ -43,14 +56,7 @@ class ClipGuidance:
     @classmethod
     def from_pretrained(cls, key: str = CLIP_KEY, device: torch.device | str = "cpu", *,
                         cache_dir: str | None = None, option_hint: str = "--clip_key") -> "ClipGuidance":
-        from transformers import AutoTokenizer, CLIPModel
-
-        def load(k: str, local_only: bool):
-            common = dict(local_files_only=local_only, cache_dir=cache_dir)
-            return CLIPModel.from_pretrained(k, **common), AutoTokenizer.from_pretrained(k, **common)
-
-        model, tokenizer = load_pretrained(load, key, what="CLIP", option_hint=option_hint,
-                                           cache_dir=cache_dir)
+        model, tokenizer = load_clip(key, cache_dir=cache_dir, option_hint=option_hint)
         return cls(model.to(device), tokenizer, device)
 
     def preprocess(self, rgb: Tensor) -> Tensor:

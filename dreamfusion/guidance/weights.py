@@ -18,6 +18,7 @@ libraries' own retry loops cost ~25 s per component before they give up.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -161,6 +162,22 @@ def load_pretrained(loader: Callable[[str, bool], T], key: str, *, what: str,
                             f"{option_hint} /path/to/folder") from exc
         raise UserError(f"{what} weights '{key}' could not be loaded from the hub or the cache "
                         f"({cache}): {_first_line(exc)}; {how}") from exc
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """No progress bars or backend warnings from transformers while loading (restored afterwards)."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def torch_dtype_for(device: torch.device, fp16: bool) -> torch.dtype:

@@ -28,7 +28,6 @@ strongly the normals tilt.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 from dataclasses import dataclass
@@ -49,22 +48,6 @@ DPT_MEAN = DPT_STD = 0.5
 
 class DepthModelUnavailable(UserError):
     """The depth model named by a hub id is not in the cache and cannot be fetched now."""
-
-
-@contextlib.contextmanager
-def _quiet_transformers():
-    """No progress bars or backend warnings from transformers while loading (restored afterwards)."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
 
 
 @dataclass
@@ -128,9 +111,9 @@ def load_depth_estimator(key: str = DEFAULT_DEPTH_MODEL, device: str | None = No
         UserError: a local folder that does not exist or does not hold a depth model.
     """
     from dreamfusion.devices import select_device
-    from dreamfusion.guidance.weights import load_pretrained, looks_like_path
+    from dreamfusion.guidance.weights import load_pretrained, looks_like_path, quiet_transformers
 
-    with _quiet_transformers():
+    with quiet_transformers():
         try:
             model, processor = load_pretrained(_load, key, what="depth model", option_hint="--depth_model")
         except DepthModelUnavailable:

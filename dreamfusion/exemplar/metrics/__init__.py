@@ -13,12 +13,12 @@ from dreamfusion.exemplar.metrics.geometry import (SURFACE_TOLERANCE, LoadedMesh
                                                    object_solid, surface_distances, voxelize_mesh, volume_iou)
 from dreamfusion.exemplar.metrics.images import normal_error_deg, psnr, silhouette_iou, summarise
 from dreamfusion.exemplar.metrics.views import (EVAL_FOVY, EVAL_POLARS, EVAL_RADIUS, RingSpec, ViewRender, check_framed,
-                                                evaluation_cameras, ground_truth, score_views)
+                                                evaluation_cameras, ground_truth, rings_covered, score_views)
 from dreamfusion.exemplar.metrics.workspace import evaluate_workspace, format_report, json_report
 
 __all__ = [
     "EVAL_FOVY", "EVAL_POLARS", "EVAL_RADIUS", "LoadedMesh", "RingSpec", "SURFACE_TOLERANCE", "ViewRender",
     "check_framed", "evaluate_workspace", "evaluation_cameras", "format_report", "ground_truth", "json_report",
-    "load_mesh", "mesh_geometry_report", "normal_error_deg", "object_solid", "psnr", "score_views",
+    "load_mesh", "mesh_geometry_report", "normal_error_deg", "object_solid", "psnr", "rings_covered", "score_views",
     "silhouette_iou", "summarise", "surface_distances", "voxelize_mesh", "volume_iou",
 ]

@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -69,6 +69,15 @@ class ViewRender:
 
 
 Renderer = Callable[[CameraBatch], ViewRender]
+
+
+def rings_covered(theta_range, spec: RingSpec = RingSpec()) -> RingSpec:
+    """``spec`` with only the rings inside the training polar band ``theta_range`` (all five for
+    polar 30-150; all of them, too, when none is inside): a run is not scored on views it never
+    trained on."""
+    lo, hi = theta_range
+    polars = tuple(p for p in spec.polars if lo <= p <= hi)
+    return replace(spec, polars=polars or spec.polars)
 
 
 def evaluation_cameras(spec: RingSpec | int = RingSpec()) -> CameraBatch:
