@@ -46,6 +46,8 @@ def trained_workspace(tmp_path_factory) -> Path:
     workspace = tmp_path_factory.mktemp("evaluation") / "hamburger"
     code = main(["--guidance", "exemplar", "--text", "a hamburger", "--w", "24", "--h", "24", "--W", "32", "--H", "32",
                  "--num_steps", "16", "--upsample_steps", "0", "--log2_hashmap_size", "14", "--iters", "20",
+                 # the demo's camera ranges: the exemplar image set is then the one other tests of a session built
+                 "--radius_range", "3.2", "3.2", "--theta_range", "30", "150",
                  "--dataset_size_train", "10", "--dataset_size_valid", "1", "--dataset_size_test", "2", "--seed", "0",
                  "--device", "cpu", "--workspace", str(workspace)])
     assert code == 0
