@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dreamfusion.guidance.clip_guidance import CLIP_MEAN, CLIP_STD, load_clip
+from dreamfusion.guidance.clip_guidance import CLIP_MEAN, CLIP_STD, load_clip, unit_features
 from dreamfusion.guidance.weights import freeze
 
 DEFAULT_CLIP = "openai/clip-vit-base-patch32"
@@ -90,9 +90,7 @@ class ClipEmbedder:
     @torch.no_grad()
     def encode_images(self, rgb: Tensor) -> Tensor:
         """[B, 3, H, W] in [0, 1] -> unit-norm image embeddings [B, D]."""
-        out = self.model.get_image_features(pixel_values=self.preprocess(rgb))
-        out = getattr(out, "pooler_output", out)  # transformers 5 returns an output object
-        return F.normalize(out.float(), dim=-1)
+        return unit_features(self.model.get_image_features(pixel_values=self.preprocess(rgb)))
 
     @torch.no_grad()
     def encode_texts(self, texts: list[str]) -> Tensor:
@@ -105,8 +103,7 @@ class ClipEmbedder:
             # caption's features at its end token, which never sees the padding after it.
             tokens = self.tokenizer([clean_caption(t) for t in chunk], padding="longest", truncation=True,
                                     max_length=self.text_length, return_tensors="pt")
-            out = self.model.get_text_features(input_ids=tokens.input_ids.to(self.device),
-                                               attention_mask=tokens.attention_mask.to(self.device))
-            out = F.normalize(getattr(out, "pooler_output", out).float(), dim=-1)
+            out = unit_features(self.model.get_text_features(input_ids=tokens.input_ids.to(self.device),
+                                                             attention_mask=tokens.attention_mask.to(self.device)))
             self._text_cache.update(zip(chunk, out))
         return torch.stack([self._text_cache[t] for t in texts])

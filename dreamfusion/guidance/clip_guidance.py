@@ -29,6 +29,12 @@ def clip_grad_scale(azimuth: Tensor, lambda_guidance: float = 1.0) -> Tensor:
     return 10.0 * (1.0 - azimuth.float().abs() / 180.0) * lambda_guidance
 
 
+def unit_features(out) -> Tensor:
+    """Unit-norm float embeddings [B, D] from ``get_image_features`` / ``get_text_features``
+    (a tensor, or in transformers 5 an output object holding it as ``pooler_output``)."""
+    return F.normalize(getattr(out, "pooler_output", out).float(), dim=-1)
+
+
 def load_clip(key: str, *, cache_dir: str | None = None, option_hint: str = "--clip_key"):
     """``(CLIPModel, CLIPTokenizer)`` by hub id (the local cache first; the hub only when online) or
     from a local folder; missing weights are one line naming ``option_hint`` (guidance and evaluation)."""
@@ -67,19 +73,15 @@ class ClipGuidance:
 
     def encode_images(self, rgb: Tensor) -> Tensor:
         """[B,3,H,W] in [0,1] → unit-norm image embeddings [B, D] (differentiable)."""
-        out = self.model.get_image_features(pixel_values=self.preprocess(rgb))
-        out = getattr(out, "pooler_output", out)  # transformers 5 returns an output object
-        return F.normalize(out.float(), dim=-1)
+        return unit_features(self.model.get_image_features(pixel_values=self.preprocess(rgb)))
 
     @torch.no_grad()
     def encode_text(self, prompts: list[str]) -> Tensor:
         """[B] prompts → unit-norm text embeddings [B, D]."""
         tok = self.tokenizer(list(prompts), padding="max_length", truncation=True,
                              max_length=self.tokenizer.model_max_length, return_tensors="pt")
-        out = self.model.get_text_features(input_ids=tok.input_ids.to(self.device),
-                                           attention_mask=tok.attention_mask.to(self.device))
-        out = getattr(out, "pooler_output", out)
-        return F.normalize(out.float(), dim=-1)
+        return unit_features(self.model.get_text_features(input_ids=tok.input_ids.to(self.device),
+                                                          attention_mask=tok.attention_mask.to(self.device)))
 
     def loss(self, rgb: Tensor, image_embedding: Tensor | None = None,
              text_embedding: Tensor | None = None, grad_scale: float | Tensor = 1.0) -> Tensor:

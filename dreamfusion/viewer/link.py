@@ -118,6 +118,7 @@ class TrainingLink:
         self._actions: queue.Queue = queue.Queue()
         self._sync_wanted = threading.Event()
         self._stop_wanted = False
+        self._trainer = None                    # for actions when no training thread runs them
         self._holds = 0                         # frames the camera asked for, being drawn now
         self._last_step_time: float | None = None
         self._last_preview = 0.0
@@ -223,10 +224,10 @@ class TrainingLink:
         """The training thread is gone: actions now run on workers, the status says why."""
         self.training = False
         self._set_status(status)
-        self._run_actions(getattr(self, "_trainer", None))
+        self._run_actions(self._trainer)
 
     def _run_actions(self, trainer) -> None:
-        trainer = trainer if trainer is not None else getattr(self, "_trainer", None)
+        trainer = trainer if trainer is not None else self._trainer
         while True:
             try:
                 action, done = self._actions.get_nowait()

@@ -4,13 +4,13 @@ without Ray the prompts run one after another."""
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
+import yaml
 
 pytest.importorskip("ray")
 
@@ -88,8 +88,8 @@ def test_without_ray_the_prompts_run_here_and_bad_batch_options_are_one_line(tmp
     (summary,) = csv.DictReader((tmp_path / "farm" / "summary.csv").open())
     assert float(summary["exemplar_3d.field.views.all.iou_mean"]) == pytest.approx(sum(ious) / 2)
     assert float(summary["exemplar_3d.field.views.all.iou_std"]) == pytest.approx(abs(ious[0] - ious[1]) / 2 ** 0.5)
-    seeds = [json.loads((tmp_path / "farm" / f"a-hamburger-s{s}" / "config.yaml").read_text().split("seed:")[1]
-                        .split()[0]) for s in (0, 1)]
+    seeds = [yaml.safe_load((tmp_path / "farm" / f"a-hamburger-s{s}" / "config.yaml").read_text())["seed"]
+             for s in (0, 1)]
     assert seeds == [0, 1]
     for args, message in ((["--text", "x"], "--text is set per run"), (["--bogus"], "unrecognized arguments: --bogus"),
                           (["--cpus_per_task", "0"], "--cpus_per_task must be positive")):

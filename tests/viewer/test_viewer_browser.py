@@ -3,13 +3,11 @@ match the trainer's own render of that camera; pause stops the steps; export wri
 loss curve, training cameras and guidance preview reach the page."""
 
 import json
-import math
 import threading
 import time
 
 import numpy as np
 import pytest
-import torch
 
 from dreamfusion.viewer.camera import ViewCamera
 from dreamfusion.viewer.frames import ViewSettings

@@ -54,10 +54,13 @@ def test_pause_actions_copies_and_stop(viewer_workspace_copy):
         assert isinstance(ran["bad"][1], ZeroDivisionError)
         link.paused.clear()
         wait_until(lambda: link.step >= paused_at + 3, what="steps after resuming")
+        link.paused.set()  # hold still while the history is read
+        wait_until(lambda: link.status == "paused", what="the second pause")
         steps, terms = link.history.arrays()
-        assert steps[-1] == link.step - (link.step - steps[-1])  # recorded up to the latest step
+        assert steps.tolist() == list(range(41, link.step + 1))  # every step since the resume at 40, once
         parts = sum(v for k, v in terms.items() if k != "total")
         assert np.allclose(terms["total"], parts, rtol=1e-5)  # the total is the sum of the terms
+        link.paused.clear()
         link.request_stop()
         thread.join(timeout=60)
         assert not thread.is_alive() and result["code"] == 130
