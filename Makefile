@@ -1,5 +1,6 @@
 # `make demo`: set up .venv (if missing) and run the offline text-to-3D demo.
 # `make test`: set up .venv (if missing) and run the test suite offline.
+# `make gpu-wheels`: fill benchmarks/gpu_wheels for benchmarks/gpu_check.sh on a lent GPU machine.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -14,7 +15,7 @@ U2NETP_MD5 := 8e83ca70e441ab06c318d82300c84806
 CLIP_VOCAB_HOME ?= $(HOME)/.cache/dreamfusion/clip
 CLIP_VOCAB_SHA256 := 924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a
 
-.PHONY: setup models test test-all demo demo-image benchmarks clean
+.PHONY: setup models test test-all demo demo-image benchmarks gpu-wheels clean
 
 setup: $(VENV)/.installed models
 
@@ -54,6 +55,23 @@ demo-image: setup
 
 benchmarks: setup
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+
+# Wheels of what a lent GPU machine's python3 (3.12, x86-64, its own torch) lacks, for benchmarks/gpu_check.sh
+# (docs/gpu-check.md): diffusers, trimesh, xatlas and PyMCubes at requirements.txt's versions, and the
+# dependencies that machine lacks at the versions this .venv runs. Never torch. pymeshlab (280 MB installed) stays.
+GPU_WHEELS_DIR := benchmarks/gpu_wheels
+GPU_WHEELS_PINNED := diffusers trimesh xatlas PyMCubes
+GPU_WHEELS_DEPS := importlib_metadata lazy-importer zipp
+gpu-wheels: $(VENV)/.installed
+	rm -rf $(GPU_WHEELS_DIR)
+	mkdir -p $(GPU_WHEELS_DIR)
+	pins="$$(for p in $(GPU_WHEELS_PINNED); do grep -iE "^$$p==" requirements.txt || { echo "$$p is not pinned in requirements.txt" >&2; exit 1; }; done)" && \
+	deps="$$($(PY) -c 'import sys, importlib.metadata as m; print(" ".join(f"{d}=={m.version(d)}" for d in sys.argv[1:]))' $(GPU_WHEELS_DEPS))" && \
+	$(PIP) download --disable-pip-version-check -q --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any \
+		-d $(GPU_WHEELS_DIR) $$pins $$deps
+	@ls -1 $(GPU_WHEELS_DIR)
+	@echo "$(GPU_WHEELS_DIR): $$(du -sh $(GPU_WHEELS_DIR) | cut -f1) in $$(ls $(GPU_WHEELS_DIR) | wc -l) wheels (the device tool carries at most 64 MiB with the tree)"
 
 clean:
 	rm -rf $(VENV) workspace .pytest_cache

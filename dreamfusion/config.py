@@ -202,6 +202,7 @@ class Config:
     compile: bool = opt(False, "torch.compile the hash-grid index math (faster on CPU after a ~10 s compile; needs a C compiler)", "dreamfusion")
     grid_size: int = opt(128, "occupancy-grid resolution of the fast path (-O / --cuda_ray)", "dreamfusion")
     deferred_shading: bool = opt(False, "shade lambertian/textureless renders once per ray, with the normal at the ray's expected surface point, not at every sample (one normal per ray: shaded steps cost about what albedo steps do)", "dreamfusion")
+    normal_skip_weight: float = opt(1e-3, "shaded steps skip the finite-difference normals (6 more field queries each) at the samples of least weight of each ray whose weights add up to at most this; they get ambient light only, so a pixel moves by at most this much. 0: normals at every sample, as stable-dreamfusion", "dreamfusion")
     log2_hashmap_size: int = opt(19, "log2 of the hash-table size per level", "dreamfusion")
     max_keep_ckpt: int = opt(2, "full checkpoints kept", "dreamfusion")
     texture_size: int = opt(2048, "baked albedo texture size", "dreamfusion")
@@ -410,6 +411,8 @@ def _validate(c: Config) -> None:
         raise UserError(f"--gui_port must be a port number in 0..65535 (0: a free one), got {c.gui_port}")
     if not c.gui_host.strip():
         raise UserError("--gui_host is empty; give an address such as 127.0.0.1")
+    if not 0 <= c.normal_skip_weight < 1:
+        raise UserError(f"--normal_skip_weight must be in [0, 1), got {c.normal_skip_weight}")
     if c.upsample_steps < 0:
         raise UserError(f"--upsample_steps must be >= 0, got {c.upsample_steps}")
     if c.bound <= 0 or c.lr <= 0:

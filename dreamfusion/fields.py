@@ -33,6 +33,7 @@ from torch.autograd.function import once_differentiable
 from .activations import biased_softplus, trunc_exp
 from .encoders import FrequencyEncoder, make_encoder, tcnn_available
 from .errors import UserError
+from .profiling import section
 from .threadpool import parallel_map
 
 SHADINGS = ("albedo", "lambertian", "textureless", "normal")
@@ -97,6 +98,11 @@ class _ChunkedMLPFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: Tensor):  # type: ignore[override]
+        with section("field"):
+            return _ChunkedMLPFunction._backward(ctx, grad_out)
+
+    @staticmethod
+    def _backward(ctx, grad_out: Tensor):
         x, *params = ctx.saved_tensors
         weights, biases = params[0::2], params[1::2]
         chunk = ctx.chunk
@@ -267,7 +273,8 @@ class NeRFField(nn.Module):
 
     def common_forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """sigma [N] and albedo [N, 3] at points x [N, 3] in [-bound, bound]."""
-        h = self.sigma_net(self.encoder(x, max_level=self.max_level))
+        with section("field"):
+            h = self.sigma_net(self.encoder(x, max_level=self.max_level))
         # The blob has no parameters; its x-gradient is kept so autograd normals see the same
         # density as finite differences do (stable-dreamfusion computes it under no_grad).
         sigma = self._activate(h[..., 0] + self.density_blob(x))
@@ -341,14 +348,19 @@ class NeRFField(nn.Module):
             normal = torch.nan_to_num(safe_normalize(-grad))
         else:
             sigma, albedo, normal = self._forward_autograd_normal(x)
+        return sigma, self.shade(albedo, normal, light_d, ambient_ratio, shading), normal
+
+    @staticmethod
+    def shade(albedo: Tensor, normal: Tensor, light_d: Tensor | None, ambient_ratio: float, shading: str) -> Tensor:
+        """Colour [N, 3] of albedo [N, 3] with unit normals [N, 3] ('lambertian', 'textureless', 'normal')."""
         if shading == "normal":
-            return sigma, (normal + 1) / 2, normal
+            return (normal + 1) / 2
         if light_d is None:
             raise UserError(f"shading {shading!r} needs a light direction")
         lambertian = ambient_ratio + (1 - ambient_ratio) * (normal * light_d).sum(-1).clamp(min=0)  # [N]
         if shading == "textureless":
-            return sigma, lambertian.unsqueeze(-1).expand(-1, 3), normal
-        return sigma, albedo * lambertian.unsqueeze(-1), normal
+            return lambertian.unsqueeze(-1).expand(-1, 3)
+        return albedo * lambertian.unsqueeze(-1)
 
     # ------------------------------------------------------------------ background
     def background(self, d: Tensor) -> Tensor:

@@ -3,10 +3,12 @@
 The estimate is the sum of the parts that grow with the user's sizes (measured on CPU, torch 2.13,
 the hash-grid field; ``benchmarks/training_step.py`` prints peak memory per step to compare):
 
-* a training step keeps the autograd graph of every ray sample: ~2.5 KB per sample with normals
-  (lambertian/textureless shading differentiates the density's gradient), over
-  batch × h × w rays × (num_steps + upsample_steps) samples (reference views: known_view_scale²
-  times more rays);
+* a training step keeps the autograd graph of every ray sample: ~4 KB per sample with normals
+  (lambertian/textureless shading differentiates the density's gradient; the hash grid keeps its
+  corner rows and weights for backward), over batch × h × w rays × (num_steps + upsample_steps)
+  samples (reference views: known_view_scale² times more rays); plus the hash table's gradient and
+  Adan's four buffers, 6 × 4 bytes per table entry (measured with ``benchmarks/training_step.py``:
+  1.63 GB at stable-dreamfusion's sizes against 1.77 GB estimated, 0.24 GB for the demo against 0.23);
 * a validation/test render goes in chunks of ``max_ray_batch`` rays (~1 KB per sample, no graph)
   and holds each frame in float32 (colour, depth, opacity, normals: 32 bytes per pixel); the test
   video keeps all ``dataset_size_test`` frames until it is encoded (12 bytes per pixel as kept);
@@ -34,7 +36,8 @@ import torch
 from dreamfusion.errors import UserError
 
 GB = 1 << 30
-TRAIN_BYTES_PER_SAMPLE = 2560
+TRAIN_BYTES_PER_SAMPLE = 4096
+TRAIN_BYTES_PER_TABLE_ENTRY = 24  # the entry, its gradient, Adan's 3 moments and previous gradient
 RENDER_BYTES_PER_SAMPLE = 1024
 FRAME_BYTES_PER_PIXEL = 32
 VIDEO_BYTES_PER_PIXEL = 12
@@ -67,13 +70,25 @@ class MemoryEstimate:
         return max(parts, key=parts.get)
 
 
+def hash_table_entries(c) -> int:
+    """Floats in the field's hash table (16 levels × 2 features, stable-dreamfusion's layout); 0 for
+    the vanilla backbone."""
+    if c.backbone == "vanilla":
+        return 0
+    from dreamfusion.encoders import grid_levels
+
+    levels = grid_levels(16, 16, 2048 * c.bound, c.log2_hashmap_size)
+    return 2 * (levels[-1].offset + levels[-1].size)
+
+
 def estimate_memory(c) -> MemoryEstimate:
     """The estimate for a resolved :class:`dreamfusion.config.Config`."""
     samples = c.num_steps + c.upsample_steps
     rays = c.batch_size * c.h * c.w
     if c.references:
         rays = max(rays, int(c.batch_size * (c.h * c.known_view_scale) * (c.w * c.known_view_scale)))
-    training = 0 if (c.test or c.six_views) else rays * samples * TRAIN_BYTES_PER_SAMPLE
+    training = 0 if (c.test or c.six_views) else (rays * samples * TRAIN_BYTES_PER_SAMPLE
+                                                   + hash_table_entries(c) * TRAIN_BYTES_PER_TABLE_ENTRY)
     pixels = c.H * c.W
     render = min(pixels, c.max_ray_batch) * samples * RENDER_BYTES_PER_SAMPLE + pixels * FRAME_BYTES_PER_PIXEL
     if getattr(c, "dmtet", False):

@@ -38,6 +38,7 @@ class OccupancyGrid(nn.Module):
         self.register_buffer("occupied", torch.zeros(resolution**3, dtype=torch.bool))
         self.register_buffer("mean_density", torch.zeros(()))
         self.register_buffer("iteration_count", torch.zeros((), dtype=torch.long))
+        self._box: tuple[int, Tensor] | None = None  # (version of `occupied` it was made from, box)
 
     @property
     def iterations(self) -> int:
@@ -75,6 +76,23 @@ class OccupancyGrid(nn.Module):
         self.occupied.copy_(self.density_grid > self.threshold)
         self.iteration_count += 1
 
+    def box(self) -> Tensor:
+        """[2, 3] corners (lo, hi) of the smallest box of whole cells that holds every occupied cell
+        (lo > hi when none is). Cached until ``occupied`` changes (any in-place write bumps its version)."""
+        version = self.occupied._version
+        if self._box is None or self._box[0] != version or self._box[1].device != self.occupied.device:
+            R, b = self.resolution, self.bound
+            cells = self.occupied.view(R, R, R)
+            lo, hi = [], []
+            for axis in range(3):
+                others = [a for a in range(3) if a != axis]
+                used = cells.any(dim=others[1]).any(dim=others[0]).nonzero().squeeze(1).tolist()
+                first, last = (used[0], used[-1]) if used else (R, -1)
+                lo.append(-b + 2 * b * first / R)
+                hi.append(-b + 2 * b * (last + 1) / R)
+            self._box = (version, torch.tensor([lo, hi], dtype=torch.float32, device=self.occupied.device))
+        return self._box[1]
+
     def cell_index(self, x: Tensor) -> Tensor:
         """Flat cell index [...] (long) of points x [..., 3] (clamped into the grid)."""
         R = self.resolution
@@ -107,15 +125,26 @@ def _candidate_steps(far: Tensor, t0: Tensor, dt_min: float, dt_max: float, dt_g
     return torch.stack(ts, 1), torch.stack(dts, 1)
 
 
+def _near_far_box(o: Tensor, dirs: Tensor, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+    """Metric entry and exit distances [R] of rays o + t dirs (unit dirs [R, 3]) through the box
+    [lo, hi] (lo, hi [3]); a miss gives near >= far."""
+    inv = 1.0 / torch.where(dirs.abs() < 1e-15, torch.full_like(dirs, 1e-15), dirs)
+    t_lo, t_hi = (lo - o) * inv, (hi - o) * inv
+    return torch.minimum(t_lo, t_hi).amax(-1), torch.maximum(t_lo, t_hi).amin(-1)
+
+
 def march(
     grid: OccupancyGrid, rays_o: Tensor, rays_d: Tensor, max_steps: int, dt_gamma: float = 0.0, min_near: float = 0.0,
     perturb: bool = False, generator: torch.Generator | None = None, max_candidates: int = 1 << 22,
+    max_samples: int = 0,
 ):
     """Packed samples in occupied cells along rays.
 
     Args:
         rays_o, rays_d: [R, 3]; rays_d may be unnormalised.
         max_candidates: rays are marched in chunks of at most this many candidate positions.
+        max_samples: when > 0, a ray with more occupied positions than this keeps every k-th of them
+            (k = ceil(count / max_samples)) with a step k times as long, so no ray takes more samples.
     Returns:
         ray_index [M] (long, sorted), t [M] (metric distance along the unit direction), dt [M],
         xyzs [M, 3], unit directions [R, 3], and the metric length of one unit of t per ray [R].
@@ -132,7 +161,16 @@ def march(
     t0 = near
     if perturb:
         t0 = near + dt_min * torch.rand(near.shape, device=near.device, dtype=near.dtype, generator=generator)
-    hit = (far > near).nonzero().squeeze(1)  # only rays that cross the cube are marched
+    # March only where a ray crosses the box of occupied cells (grown by half a cell against rounding):
+    # outside it every candidate would be dropped. With a constant step the first position is moved
+    # to the ray's own lattice t0 + k dt_min, so the samples are exactly those of a march from the cube.
+    box = grid.box().to(dtype=rays_o.dtype)
+    half_cell = bound / R
+    box_near, box_far = _near_far_box(rays_o, dirs, box[0] - half_cell, box[1] + half_cell)
+    far = torch.minimum(far, box_far)
+    if dt_gamma <= 0:
+        t0 = t0 + ((box_near - t0) / dt_min).ceil().clamp(min=0) * dt_min
+    hit = (far > t0).nonzero().squeeze(1)  # only rays that cross the cube and the box are marched
     # Cell coordinates are affine in t: computed per axis, never as [R, K, 3] points.
     scale = R / (2 * bound)
     base, step = (rays_o + bound) * scale, dirs * scale
@@ -146,9 +184,20 @@ def march(
             ci = torch.addcmul(base[h, axis : axis + 1], step[h, axis : axis + 1], t).floor_().clamp_(0, R - 1).to(torch.int32)
             cell = ci if cell is None else cell * R + ci
         keep = grid.occupied[cell] & (t < far[h][:, None])
+        stride = None
+        if max_samples > 0:
+            count = keep.sum(1, keepdim=True)
+            stride = (count + max_samples - 1).div(max_samples, rounding_mode="floor").clamp(min=1)
+            if bool((stride > 1).any()):
+                rank = keep.cumsum(1) - 1  # position among the ray's occupied candidates
+                keep = keep & (rank % stride == 0)
+            else:
+                stride = None
         rows, cols = keep.nonzero(as_tuple=True)  # row-major: sorted by ray, then by t
         t_s = t[rows, cols]
         dt_s = torch.full_like(t_s, dt_min) if dt is None else dt[rows, cols]
+        if stride is not None:
+            dt_s = dt_s * stride[rows, 0].to(dt_s.dtype)
         parts.append((h[rows], t_s, dt_s))
     if parts:
         ray_index, t_s, dt_s = (torch.cat(p) for p in zip(*parts))
@@ -197,27 +246,26 @@ def march_and_composite(
     B, N = rays_o.shape[:2]
     o, d = rays_o.reshape(-1, 3), rays_d.reshape(-1, 3)
     n_rays = o.shape[0]
-    ray_index, t, dt, xyzs, dirs, d_len = march(grid, o, d, c.max_steps, c.dt_gamma, c.min_near, perturb, generator)
+    # No ray takes more samples than `run` would (num_steps + upsample_steps): where a ray crosses
+    # more occupied cells than that (a fresh blob, a thick object), its step grows instead.
+    ray_index, t, dt, xyzs, dirs, d_len = march(grid, o, d, c.max_steps, c.dt_gamma, c.min_near, perturb, generator,
+                                                max_samples=c.num_steps + c.upsample_steps)
     light = light_d.repeat_interleave(N, 0)  # [R, 3]
 
-    if torch.is_grad_enabled():
-        # Two passes give the same weights and gradients as evaluating every marched sample: a
-        # no-grad density pass finds the samples the early termination keeps, then only those go
-        # through the network with autograd (behind an opaque surface nothing is evaluated twice).
-        with torch.no_grad():
-            keep, _ = _march_progressively(lambda sel: (field.density(xyzs[sel])["sigma"],), dt, ray_index, n_rays, c.T_thresh)
-        sigma, rgb, normals = field(xyzs[keep], dirs[ray_index[keep]], light[ray_index[keep]], ambient_ratio=ambient_ratio, shading=shading)
+    def shade(sel: Tensor):
+        ri = ray_index[sel]
+        return field(xyzs[sel], dirs[ri], light[ri], ambient_ratio=ambient_ratio, shading=shading)
+
+    # Front to back in blocks, dropping rays once opaque: behind a surface nothing is evaluated.
+    # Training keeps the blocks' graphs: the weights are recomposited from the reached samples'
+    # sigma with autograd, which equals compositing every marched sample (the rest weigh 0).
+    keep, (weights, sigma, rgb, normals) = _march_progressively(shade, dt, ray_index, n_rays, c.T_thresh,
+                                                                keep_graph=torch.is_grad_enabled())
+    if rgb is None:  # no sample reached compositing
+        rgb = weights.new_zeros(0, 3)
+        normals = None if shading == "albedo" else weights.new_zeros(0, 3)
+    elif torch.is_grad_enabled():
         weights, _, _ = composite_packed(sigma, dt[keep], ray_index[keep], n_rays, c.T_thresh)
-    else:
-
-        def shade(sel: Tensor):
-            ri = ray_index[sel]
-            return field(xyzs[sel], dirs[ri], light[ri], ambient_ratio=ambient_ratio, shading=shading)
-
-        keep, (weights, rgb, normals) = _march_progressively(shade, dt, ray_index, n_rays, c.T_thresh)
-        if rgb is None:  # no sample reached compositing
-            rgb = weights.new_zeros(0, 3)
-            normals = None if shading == "albedo" else weights.new_zeros(0, 3)
 
     idx = ray_index[keep]
     zeros = lambda *s: torch.zeros(n_rays, *s, dtype=weights.dtype, device=weights.device)  # noqa: E731
@@ -246,17 +294,25 @@ def march_and_composite(
     return out
 
 
-@torch.no_grad()
-def _march_progressively(evaluate, dt: Tensor, ray_index: Tensor, n_rays: int, T_thresh: float, block: int = 16):
-    """Evaluate packed samples ``block`` per ray at a time, front to back, dropping rays whose
-    transmittance fell below ``T_thresh`` (samples behind an opaque surface are never evaluated).
+def _march_progressively(evaluate, dt: Tensor, ray_index: Tensor, n_rays: int, T_thresh: float, block: int = 16,
+                         keep_graph: bool = False):
+    """Evaluate packed samples front to back in rounds (``block`` positions per ray, then twice as
+    many each round), dropping rays whose transmittance fell below ``T_thresh`` (samples behind an
+    opaque surface are rarely evaluated).
 
     Args:
         evaluate: ``sel [S] -> (sigma [S], *extras)`` for sample indices ``sel`` (sorted).
+        keep_graph: evaluate with autograd (the returned sigma and extras carry their graphs; the
+            weights do not: recomposite them from sigma).
     Returns:
         keep [K]: indices of the samples that reached compositing (sorted by ray, then t), and
-        (weights [K], *extras [K, ...]) concatenated over rounds (extras may be None).
+        (weights [K], sigma [K], *extras [K, ...]) concatenated over rounds (extras may be None).
     """
+    with torch.set_grad_enabled(keep_graph and torch.is_grad_enabled()):
+        return _march_rounds(evaluate, dt, ray_index, n_rays, T_thresh, block)
+
+
+def _march_rounds(evaluate, dt: Tensor, ray_index: Tensor, n_rays: int, T_thresh: float, block: int):
     device = ray_index.device
     M = ray_index.shape[0]
     counts = torch.bincount(ray_index, minlength=n_rays)
@@ -264,7 +320,13 @@ def _march_progressively(evaluate, dt: Tensor, ray_index: Tensor, n_rays: int, T
     k = torch.arange(M, device=device) - first[ray_index]  # position of each sample on its ray
     order = torch.argsort(k, stable=True)  # samples grouped by position along the ray
     n_max = int(counts.max()) if M else 0
-    bounds = torch.searchsorted(k[order], torch.arange(0, n_max + block, block, device=device)).tolist()
+    # Rounds of 16, 32, 64, ... positions per ray: most rays end in the first (the surface), and
+    # the few that go on take few rounds (each round is a field call and, in training, a backward one).
+    edges, size = [0], block
+    while edges[-1] < n_max:
+        edges.append(edges[-1] + size)
+        size *= 2
+    bounds = torch.searchsorted(k[order], torch.tensor(edges, device=device)).tolist()
     trans = torch.ones(n_rays, device=device)
     kept, results = [], []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
@@ -277,14 +339,16 @@ def _march_progressively(evaluate, dt: Tensor, ray_index: Tensor, n_rays: int, T
         sel, _ = torch.sort(sel)  # back to (ray, t) order for the per-ray prefix sums
         ri = ray_index[sel]
         sigma, *extras = evaluate(sel)
-        w, trans_end, alive = composite_packed(sigma, dt[sel], ri, n_rays, T_thresh, T_start=trans)
+        with torch.no_grad():
+            w, trans_end, alive = composite_packed(sigma.detach(), dt[sel], ri, n_rays, T_thresh, T_start=trans)
         touched = torch.zeros(n_rays, dtype=torch.bool, device=device)
         touched[ri] = True
         trans = torch.where(touched, trans_end, trans)
         kept.append(sel[alive])
-        results.append([w[alive]] + [None if e is None else e[alive] for e in extras])
+        results.append([w[alive], sigma[alive]] + [None if e is None else e[alive] for e in extras])
     if not kept:
-        return torch.zeros(0, dtype=torch.long, device=device), (torch.zeros(0, device=device), None, None)
+        empty = torch.zeros(0, device=device)
+        return torch.zeros(0, dtype=torch.long, device=device), (empty, empty, None, None)
     keep = torch.cat(kept)
     merged = [torch.cat([r[i] for r in results]) if results[0][i] is not None else None for i in range(len(results[0]))]
     order_back = torch.argsort(keep)

@@ -98,22 +98,29 @@ class Adan(torch.optim.Optimizer):
                     state["prev_grad"] = None
                 state["step"] += 1
                 k = state["step"]
-                grad = p.grad * clip
-                prev = state["prev_grad"] if state["prev_grad"] is not None else grad
-                diff = grad - prev
                 m, v, n = state["exp_avg"], state["exp_avg_diff"], state["exp_avg_sq"]
-                m.mul_(beta1).add_(grad, alpha=1 - beta1)
-                v.mul_(beta2).add_(diff, alpha=1 - beta2)
-                nesterov = grad + beta2 * diff
-                n.mul_(beta3).addcmul_(nesterov, nesterov, value=1 - beta3)
-                denom = (n.sqrt() / math.sqrt(1 - beta3**k)).add_(eps)
-                if group["no_prox"]:
+                grad = p.grad * clip if not (isinstance(clip, float) and clip == 1.0) else p.grad
+                # Few passes over memory (the hash table is large): `prev` is reused as the buffer
+                # for diff, then the Nesterov term, then the denominator, and takes grad at the end.
+                prev = state["prev_grad"]
+                if prev is None:
+                    prev = state["prev_grad"] = torch.zeros_like(grad)  # diff = 0 on the first step
+                else:
+                    torch.sub(grad, prev, out=prev)  # diff
+                m.lerp_(grad, 1 - beta1)
+                v.lerp_(prev, 1 - beta2)
+                torch.add(grad, prev, alpha=beta2, out=prev)  # Nesterov term g + β2·diff
+                n.mul_(beta3).addcmul_(prev, prev, value=1 - beta3)
+                # m/(√n/√c3 + eps) = √c3·m/(√n + eps·√c3), c3 = 1 - β3^k: one denominator for both terms
+                s3 = math.sqrt(1 - beta3**k)
+                denom = torch.sqrt(n, out=prev).add_(eps * s3)
+                if group["no_prox"] and wd:
                     p.mul_(1 - lr * wd)
-                p.addcdiv_(m, denom, value=-lr / (1 - beta1**k))
-                p.addcdiv_(v, denom, value=-lr * beta2 / (1 - beta2**k))
-                if not group["no_prox"]:
+                p.addcdiv_(m, denom, value=-lr * s3 / (1 - beta1**k))
+                p.addcdiv_(v, denom, value=-lr * beta2 * s3 / (1 - beta2**k))
+                if not group["no_prox"] and wd:
                     p.div_(1 + lr * wd)
-                state["prev_grad"] = grad.clone()
+                prev.copy_(grad)
         return loss
 
 

@@ -1,5 +1,7 @@
 """Fixtures for the whole suite: every test runs offline against an empty private model cache."""
 
+import os
+
 import pytest
 
 
@@ -16,8 +18,6 @@ def offline_hub(tmp_path, monkeypatch):
 @pytest.fixture(autouse=True, scope="session")
 def private_dreamfusion_cache(tmp_path_factory):
     """Exemplar image sets go to a per-session folder, not the user's ~/.cache."""
-    import os
-
     folder = tmp_path_factory.mktemp("dreamfusion-cache")
     previous = os.environ.get("DREAMFUSION_CACHE")
     os.environ["DREAMFUSION_CACHE"] = str(folder)
@@ -26,6 +26,21 @@ def private_dreamfusion_cache(tmp_path_factory):
         os.environ.pop("DREAMFUSION_CACHE", None)
     else:
         os.environ["DREAMFUSION_CACHE"] = previous
+
+
+@pytest.fixture(scope="session")
+def device():
+    """The device under test of tests/test_device_paths.py: ``DREAMFUSION_TEST_DEVICE`` (default
+    ``cpu``; benchmarks/gpu_check.sh sets ``cuda``). Asking for CUDA where there is none is an error,
+    not a skip, so that a GPU check cannot pass without having run on the GPU."""
+    import torch
+
+    device = torch.device(os.environ.get("DREAMFUSION_TEST_DEVICE", "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        pytest.fail(f"DREAMFUSION_TEST_DEVICE={device} but torch {torch.__version__} sees no CUDA device")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 @pytest.fixture(scope="session")

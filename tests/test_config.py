@@ -130,6 +130,8 @@ def test_dmtet_overrides():
     ({"image": "missing_rgba.png"}, "not found"),
     ({"image": "photo.jpg"}, "_rgba.png"),
     ({"textureless_ratio": 1.5}, "textureless_ratio"),
+    ({"normal_skip_weight": -0.1}, "normal_skip_weight"),
+    ({"normal_skip_weight": 1.0}, "normal_skip_weight"),
 ])
 def test_bad_values_are_clear_errors(changes, message):
     with pytest.raises(UserError, match=message):

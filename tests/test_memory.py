@@ -5,8 +5,8 @@ import pytest
 
 from dreamfusion.cli import parse_config
 from dreamfusion.errors import UserError
-from dreamfusion.memory import (GB, RENDER_BYTES_PER_SAMPLE, TRAIN_BYTES_PER_SAMPLE, VIDEO_BYTES_PER_PIXEL,
-                                check_memory, estimate_memory)
+from dreamfusion.memory import (GB, RENDER_BYTES_PER_SAMPLE, TRAIN_BYTES_PER_SAMPLE, TRAIN_BYTES_PER_TABLE_ENTRY,
+                                VIDEO_BYTES_PER_PIXEL, check_memory, estimate_memory, hash_table_entries)
 
 import torch
 
@@ -21,7 +21,11 @@ def test_parts_follow_the_sizes():
     c = config("--h", "64", "--w", "64", "--num_steps", "64", "--upsample_steps", "32", "--batch_size", "2",
                "--H", "100", "--W", "200", "--dataset_size_test", "10", "--max_ray_batch", "4096")
     e = estimate_memory(c)
-    assert e.training_step == 2 * 64 * 64 * 96 * TRAIN_BYTES_PER_SAMPLE
+    assert e.training_step == 2 * 64 * 64 * 96 * TRAIN_BYTES_PER_SAMPLE + hash_table_entries(c) * TRAIN_BYTES_PER_TABLE_ENTRY
+    # the default 2^19 table: 16 levels, the first 5 dense, 2 features each (the field's own parameter count)
+    from dreamfusion.fields import FieldConfig, NeRFField
+
+    assert hash_table_entries(c) == NeRFField(FieldConfig(log2_hashmap_size=19)).encoder.embeddings.numel()
     assert e.video == 10 * 100 * 200 * VIDEO_BYTES_PER_PIXEL
     assert e.render >= 4096 * 96 * RENDER_BYTES_PER_SAMPLE
     assert e.mesh == 0 and estimate_memory(config("--save_mesh")).mesh > 0

@@ -143,7 +143,9 @@ def test_two_pass_training_matches_evaluating_every_sample():
     fast_grad = field.encoder.embeddings.grad.clone()
     field.zero_grad()
 
-    ray_index, t, dt, xyzs, dirs, d_len = march(renderer.occupancy, rays_o[0], rays_d[0], max_steps=1024, min_near=0.01)
+    # (the renderer caps the samples per ray at run's num_steps + upsample_steps, 96)
+    ray_index, t, dt, xyzs, dirs, d_len = march(renderer.occupancy, rays_o[0], rays_d[0], max_steps=1024, min_near=0.01,
+                                                max_samples=96)
     sigma, rgb, _ = field(xyzs, dirs[ray_index])
     weights, _, reached = composite_packed(sigma, dt, ray_index, 64, 1e-4)
     assert not reached.all()  # some samples lie behind the opaque core

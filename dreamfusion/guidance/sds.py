@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from ..errors import UserError
+from ..profiling import section
 from .perpneg import aggregate_perpneg
 from .prior import conditioning_rows, has_latent_mode
 
@@ -226,8 +227,9 @@ class ScoreDistillation:
                 noise = torch.randn(z.shape, generator=generator, device=gen_device).to(device)
             noise = noise.to(device=device, dtype=torch.float32)
             x_t = add_noise(z, noise, t, alphas)
-            eps_all = self.prior.predict_noise(torch.cat([x_t] * blocks), torch.cat([t] * blocks),
-                                               embeddings).float()
+            with section("prior"):
+                eps_all = self.prior.predict_noise(torch.cat([x_t] * blocks), torch.cat([t] * blocks),
+                                                   embeddings).float()
             eps_hat = guided_noise(eps_all, batch, self.config.guidance_scale, perpneg_weights,
                                    reference_weights)
             grad = sds_gradient(eps_hat, noise, t, alphas, grad_scale, self.config.grad_clip)

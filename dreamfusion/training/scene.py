@@ -194,7 +194,8 @@ def build_scene(config) -> Scene:
         max_ray_batch=config.max_ray_batch, min_near=config.min_near, cuda_ray=config.cuda_ray,
         max_steps=config.max_steps, density_thresh=config.density_thresh,
         update_extra_interval=config.update_extra_interval, dt_gamma=config.dt_gamma,
-        grid_size=config.grid_size, deferred_shading=config.deferred_shading))
+        grid_size=config.grid_size, deferred_shading=config.deferred_shading,
+        normal_skip_weight=config.normal_skip_weight))
     return Scene(renderer, need_orient_loss=config.lambda_orient > 0,
                  need_normal_perturb_loss=config.lambda_3d_normal_smooth > 0,
                  need_distortion_loss=config.lambda_distortion > 0)

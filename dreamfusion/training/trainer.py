@@ -36,6 +36,7 @@ from dreamfusion.checkpoints import (CheckpointManager, ResolvedCheckpoint, capt
                                      restore_rng_state)
 from dreamfusion.errors import UserError
 from dreamfusion.pause_points import pause_point
+from dreamfusion.profiling import section
 from dreamfusion.workspace_guard import mark_started
 from dreamfusion.optimizers import ExponentialMovingAverage, build_lr_scheduler, build_optimizer
 from dreamfusion.training import outputs
@@ -181,7 +182,7 @@ class Trainer:
         shading = plan.shading
         if shading == "lambertian" and plan.ambient_ratio >= 1.0 and c.lambda_orient <= 0 and c.lambda_3d_normal_smooth <= 0:
             shading = "albedo"  # the same image (the known view's ambient-1 lambertian), without the normals
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp), section("render"):
             out = self.scene.render(rays_o, rays_d, shading=shading, ambient_ratio=plan.ambient_ratio,
                                     bg_color=background, perturb=True, training=True, light_d=light, cameras=cameras,
                                     need_normal_image=c.lambda_2d_normal_smooth > 0
@@ -202,10 +203,11 @@ class Trainer:
         if plan.known_view:
             bg = background.reshape(B, H, W, 3)
             depth = out["depth"].reshape(B, H, W)
-            terms.update(reference_losses(rgb, opacity, depth, normal_image, refs, bg,
-                                          lambda_rgb=c.lambda_rgb, lambda_mask=c.lambda_mask,
-                                          lambda_depth=c.lambda_depth, lambda_normal=c.lambda_normal,
-                                          ramp=losses.linear_ramp(step, c.iters)))
+            with section("reference losses"):
+                terms.update(reference_losses(rgb, opacity, depth, normal_image, refs, bg,
+                                              lambda_rgb=c.lambda_rgb, lambda_mask=c.lambda_mask,
+                                              lambda_depth=c.lambda_depth, lambda_normal=c.lambda_normal,
+                                              ramp=losses.linear_ramp(step, c.iters)))
         else:
             if plan.as_latent:
                 # The normal-shaded render (shading="normal") plus opacity is the prior's latent.
@@ -217,11 +219,20 @@ class Trainer:
                 preview = self.workspace / "guidance" / f"step_{step:07d}.png"
             elif self.observer is not None:
                 preview = self.observer.preview_sink(self, step)
-            terms.update(self.guidance.losses(images.float(), cameras, as_latent=plan.as_latent,
-                                              opacity=opacity.float(), save_guidance_path=preview,
-                                              shading=plan.shading, ambient_ratio=plan.ambient_ratio))
+            with section("prior + SDS"):
+                terms.update(self.guidance.losses(images.float(), cameras, as_latent=plan.as_latent,
+                                                  opacity=opacity.float(), save_guidance_path=preview,
+                                                  shading=plan.shading, ambient_ratio=plan.ambient_ratio))
 
         # Regularisers, on every step (known-view steps included).
+        with section("regularisers"):
+            self._regularisers(step, terms, out, opacity, normal_image)
+        loss = sum(terms.values())
+        return loss, {k: float(v.detach()) for k, v in terms.items()}
+
+    def _regularisers(self, step: int, terms: dict[str, Tensor], out: dict[str, Tensor], opacity: Tensor,
+                      normal_image: Tensor | None) -> None:
+        c = self.cfg
         if c.lambda_opacity > 0:
             terms["opacity"] = c.lambda_opacity * losses.opacity_loss(opacity)
         if c.lambda_entropy > 0 and "weights" in out:
@@ -239,9 +250,6 @@ class Trainer:
             terms["mesh_normal"] = c.lambda_mesh_normal * out["loss_mesh_normal"]
         if c.lambda_mesh_laplacian > 0 and "loss_mesh_laplacian" in out:
             terms["mesh_laplacian"] = c.lambda_mesh_laplacian * out["loss_mesh_laplacian"]
-
-        loss = sum(terms.values())
-        return loss, {k: float(v.detach()) for k, v in terms.items()}
 
     def _known_view_batch(self) -> tuple[CameraBatch, ReferenceImages]:
         n, b = len(self.references), self.cfg.batch_size
@@ -269,15 +277,32 @@ class Trainer:
         """One optimisation step: occupancy refresh, forward, backward, gradient hooks, update."""
         c = self.cfg
         if self.scene.uses_occupancy_grid and (step - 1) % c.update_extra_interval == 0:
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp), section("occupancy update"):
                 self.scene.update_occupancy_grid()
         self.scene.train()
         self.optimizer.zero_grad(set_to_none=True)
-        loss, terms = self.train_step(step)
+        with section("forward"):
+            loss, terms = self.train_step(step)
         for name, value in {**terms, "total": float(loss.detach())}.items():
             if not math.isfinite(value):
                 self._diverged(step, f"the {name} loss is {value}")
-        self.scaler.scale(loss).backward()
+        with section("backward"):
+            self.scaler.scale(loss).backward()
+        with section("gradient hooks"):
+            self._gradient_hooks(step)
+        with section("optimizer"):
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.lr_scheduler.step()
+            bad = _first_non_finite(self.scene.named_parameters())
+        if bad is not None:
+            self._diverged(step, f"the weights of {bad} are not finite after the update")
+        terms["loss"] = float(loss.detach())
+        return terms
+
+    def _gradient_hooks(self, step: int) -> None:
+        """Unscale, clip, add the hash grid's TV / weight-decay gradients, check for non-finite values."""
+        c = self.cfg
         self.scaler.unscale_(self.optimizer)
         if c.grad_clip >= 0:
             torch.nn.utils.clip_grad_value_(self.scene.parameters(), c.grad_clip)
@@ -295,14 +320,6 @@ class Trainer:
             bad = _first_non_finite((n, p.grad) for n, p in self.scene.named_parameters() if p.grad is not None)
             if bad is not None:
                 self._diverged(step, f"the gradient of {bad} is not finite")
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.lr_scheduler.step()
-        bad = _first_non_finite(self.scene.named_parameters())
-        if bad is not None:
-            self._diverged(step, f"the weights of {bad} are not finite after the update")
-        terms["loss"] = float(loss.detach())
-        return terms
 
     # ---------------------------------------------------------------------------------- loop
 
