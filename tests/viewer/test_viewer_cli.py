@@ -26,8 +26,11 @@ class Running:
     def __init__(self, args, tmp_path):
         self.stderr_path = tmp_path / "stderr.txt"
         self._stderr = open(self.stderr_path, "w")
+        # Ctrl-C is what these tests send: give the child the default SIGINT disposition even when
+        # pytest runs as a background job (which starts with SIGINT ignored, inherited by children).
         self.process = subprocess.Popen([sys.executable, "-m", "dreamfusion", *map(str, args)], stdout=subprocess.PIPE,
-                                        stderr=self._stderr, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                        stderr=self._stderr, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.lines: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
