@@ -11,7 +11,7 @@ import trimesh
 
 from dreamfusion.export import MeshExportConfig, extract_density_surface
 from dreamfusion.export.texture import seen_colour
-from dreamfusion.export.hidden_space import line_directions, open_fraction
+from dreamfusion.export.hidden_space import enclosed_space, line_directions, open_fraction
 
 
 def mesh_of(density, resolution=64, surface="visible"):
@@ -76,7 +76,24 @@ def test_open_fraction_is_the_sky_a_point_sees():
     assert sky[left, 48, 48] == pytest.approx(1 - (1 - math.cos(math.radians(30))) / 2, abs=0.04)
     shell = (np.sqrt(x**2 + y**2 + z**2) > 0.4) & (np.sqrt(x**2 + y**2 + z**2) < 0.5)
     inside = open_fraction(shell)
-    assert inside[48, 48, 48] == 0.0 and inside[0, 0, 0] == 1.0
+    assert inside[48, 48, 48] == 0.0
+    # From a corner of the cube, sqrt(3) away, the shell hides a cone of half-angle asin(0.5 / sqrt(3)).
+    hidden = (1 - math.cos(math.asin(0.5 / math.sqrt(3)))) / 2
+    assert inside[0, 0, 0] == pytest.approx(1 - hidden, abs=0.015) and inside[0, 0, 0] < 1.0
+
+
+def test_enclosed_space_computed_on_the_solids_box_equals_the_whole_grid():
+    """Only the solid's bounding box is computed (outside it half the sky is open): the result is
+    the whole grid's open fraction thresholded, node for node, for a solid off the grid's centre."""
+    axis = np.linspace(-1, 1, 72)
+    x, y, z = np.meshgrid(axis, axis, axis, indexing="ij")
+    r = np.sqrt((x - 0.35) ** 2 + (y + 0.2) ** 2 + z**2)
+    channels = np.sin(25 * x) * np.sin(25 * y) * np.sin(25 * z) > 0.2
+    solid = (r < 0.45) & ((r > 0.38) | ~channels)
+    whole = ~solid & (open_fraction(solid) <= 0.1)
+    boxed = enclosed_space(solid)
+    assert 200 < whole.sum() and np.array_equal(boxed, whole)
+    assert not enclosed_space(np.zeros_like(solid)).any()
 
 
 def test_directions_cover_the_sphere_and_the_horizon():
