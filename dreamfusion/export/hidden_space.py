@@ -155,11 +155,11 @@ def enclosed_space(solid: np.ndarray, *, max_open: float = 0.1, directions: np.n
 
     Only the solid's bounding box (plus :data:`CROP_MARGIN` nodes) is computed: outside it at
     least half of the sky is open. For a compact object that is a fraction of the cube's nodes."""
+    if not 0.0 <= max_open < 0.5:
+        raise ValueError(f"max_open must be in [0, 0.5), got {max_open}")
     enclosed = np.zeros(solid.shape, dtype=bool)
     if not solid.any():
         return enclosed
-    if not 0.0 <= max_open < 0.5:
-        raise ValueError(f"max_open must be in [0, 0.5), got {max_open}")
     box = []
     for axis in range(3):
         occupied = np.flatnonzero(solid.any(axis=tuple(i for i in range(3) if i != axis)))

@@ -94,6 +94,8 @@ def test_enclosed_space_computed_on_the_solids_box_equals_the_whole_grid():
     boxed = enclosed_space(solid)
     assert 200 < whole.sum() and np.array_equal(boxed, whole)
     assert not enclosed_space(np.zeros_like(solid)).any()
+    with pytest.raises(ValueError, match="max_open"):  # at 1/2 a node outside the box could count: refused
+        enclosed_space(solid, max_open=0.5)
 
 
 def test_directions_cover_the_sphere_and_the_horizon():
