@@ -15,7 +15,7 @@ from dreamfusion.exemplar.metrics import (RingSpec, ViewRender, check_framed, ev
 from dreamfusion.exemplar.metrics.geometry import (edge_report, hidden_area_fraction, object_solid, piece_report,
                                                    sample_surface, weld)
 from dreamfusion.exemplar.metrics.views import EVAL_FOVY, EVAL_RADIUS
-from dreamfusion.exemplar.objects import AnalyticObject, Part
+from dreamfusion.exemplar.objects import AnalyticObject, Part, get_object
 
 R = 0.5
 
@@ -194,3 +194,20 @@ def test_point_triangle_distance_in_every_region():
     for p, want in cases.items():
         got = point_triangle_distance(np.array([p]), a, b, c)[0]
         assert got == pytest.approx(want, abs=1e-9), p
+
+
+def test_eval_supersampling_resolves_the_half_covered_pixels_of_thin_parts():
+    """Coverage thresholded at 0.5 is ambiguous where a pixel is exactly half covered; at 2x2 samples
+    that is common on the teapot's spout and handle ("> 0.5" and ">= 0.5" masks then disagree by
+    about 5 % of their area, more than the margins the benchmark judges). EVAL_SUPERSAMPLE must keep it small."""
+    from dreamfusion.exemplar.metrics.views import EVAL_SUPERSAMPLE
+
+    cams = evaluation_cameras(RingSpec(size=64, polars=(60.0, 120.0), azimuths=4))
+    teapot = get_object("a teapot")
+
+    def ambiguity(k):
+        alpha = ground_truth(teapot, cams, supersample=k, use_cache=False).alpha
+        return float((alpha > 0.5).sum() / (alpha >= 0.5).sum())
+
+    assert ambiguity(2) < 0.96            # measured 0.946
+    assert ambiguity(EVAL_SUPERSAMPLE) > 0.975  # measured 0.981 at 4x4

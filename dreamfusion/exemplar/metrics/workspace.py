@@ -21,7 +21,7 @@ import torch
 from dreamfusion.errors import UserError
 from dreamfusion.exemplar.metrics.geometry import (LoadedMesh, field_solid, load_mesh, mesh_geometry_report,
                                                    object_solid, volume_iou)
-from dreamfusion.exemplar.metrics.views import RingSpec, ViewRender, check_framed, evaluation_cameras, ground_truth, score_views
+from dreamfusion.exemplar.metrics.views import EVAL_SUPERSAMPLE, RingSpec, ViewRender, check_framed, evaluation_cameras, ground_truth, score_views
 from dreamfusion.exemplar.objects import get_object
 
 
@@ -100,7 +100,7 @@ def _one_camera(cameras, i: int):
     return _slice_cameras(cameras, i)
 
 
-def mesh_renderer(mesh: LoadedMesh, supersample: int = 2, device: torch.device | str = "cpu"):
+def mesh_renderer(mesh: LoadedMesh, supersample: int = EVAL_SUPERSAMPLE, device: torch.device | str = "cpu"):
     """A view renderer of a loaded mesh: the textured surface (vertex colours absent: grey) over
     white and its face normals, rasterised at ``supersample``² samples per pixel and box-filtered,
     like the ground truth."""
@@ -135,7 +135,7 @@ def mesh_renderer(mesh: LoadedMesh, supersample: int = 2, device: torch.device |
 
 
 def evaluate_workspace(workspace: str | Path, *, prompt: str | None = None, device: torch.device | str = "cpu",
-                       ckpt: str = "latest", spec: RingSpec = RingSpec(), supersample: int = 2,
+                       ckpt: str = "latest", spec: RingSpec = RingSpec(), supersample: int = EVAL_SUPERSAMPLE,
                        volume_resolution: int = 128, field: bool = True, mesh: bool = True,
                        mesh_path: str | Path | None = None, placement=None) -> dict:
     """Every score of a workspace (see docs/exemplar.md, "Scoring a result").
@@ -171,7 +171,7 @@ def evaluate_workspace(workspace: str | Path, *, prompt: str | None = None, devi
         raise UserError(f"{workspace}: no --text prompt to compare with (pass prompt=)")
     obj = get_object(prompt)
     cameras = evaluation_cameras(spec)
-    truth = ground_truth(obj, cameras)
+    truth = ground_truth(obj, cameras, supersample=supersample)
     check_framed(truth.alpha, f"evaluation views of {obj.name!r}")
     report: dict = {"object": obj.name, "workspace": str(workspace), "field": None, "mesh": None}
     truth_solid = object_solid(obj, volume_resolution)
