@@ -14,7 +14,7 @@ from dreamfusion.exemplar.metrics import (RingSpec, ViewRender, check_framed, ev
                                           surface_distances, volume_iou, voxelize_mesh)
 from dreamfusion.exemplar.metrics.geometry import (edge_report, hidden_area_fraction, object_solid, piece_report,
                                                    sample_surface, weld)
-from dreamfusion.exemplar.metrics.views import EVAL_FOVY, EVAL_RADIUS
+from dreamfusion.exemplar.metrics.views import EVAL_FOVY, EVAL_RADIUS, EVAL_SUPERSAMPLE
 from dreamfusion.exemplar.objects import AnalyticObject, Part, get_object
 
 R = 0.5
@@ -200,8 +200,6 @@ def test_eval_supersampling_resolves_the_half_covered_pixels_of_thin_parts():
     """Coverage thresholded at 0.5 is ambiguous where a pixel is exactly half covered; at 2x2 samples
     that is common on the teapot's spout and handle ("> 0.5" and ">= 0.5" masks then disagree by
     about 5 % of their area, more than the margins the benchmark judges). EVAL_SUPERSAMPLE must keep it small."""
-    from dreamfusion.exemplar.metrics.views import EVAL_SUPERSAMPLE
-
     cams = evaluation_cameras(RingSpec(size=64, polars=(60.0, 120.0), azimuths=4))
     teapot = get_object("a teapot")
 

@@ -38,12 +38,12 @@ EVAL_POLARS = (30.0, 60.0, 90.0, 120.0, 150.0)
 EVAL_AZIMUTHS = 8
 EVAL_RADIUS = 3.2
 EVAL_FOVY = 40.0
+"""Frames a sphere of radius 3.2·sin(20°) = 1.09 from distance 3.2: the whole renderable volume."""
 # Sub-samples per pixel side of the ground truth and of rasterised meshes (box-filtered coverage,
 # thresholded at 0.5). At 2x2 coverage takes 5 values and a boundary pixel lands on exactly 0.5
 # often enough that "> 0.5" and ">= 0.5" differ by 0.010 in the teapot mesh's IoU, more than the
 # margins judged; at 4x4 they differ by 0.001. (Field renders have continuous opacity.)
 EVAL_SUPERSAMPLE = 4
-"""Frames a sphere of radius 3.2·sin(20°) = 1.09 from distance 3.2: the whole renderable volume."""
 
 
 @dataclass(frozen=True)
