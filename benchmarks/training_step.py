@@ -13,7 +13,10 @@ Settings (each in its own process, so its peak memory is its own):
   Stable Diffusion; shaded steps take finite-difference normals where a sample's weight exceeds
   ``--normal_skip_weight`` (the default);
 * ``sdf-dense``: the same with normals at every sample (``--normal_skip_weight 0``, stable-dreamfusion's
-  way and this code's before the option existed): the baseline of the ratio printed for ``sdf``.
+  way and this code's before the option existed): the baseline of the ratio printed for ``sdf``;
+* ``dmtet``: the DMTet stage of `make demo` (configs/exemplar-demo-dmtet.txt: 48x48 renders, the 64-cell
+  grid, exemplar prior), started from a sphere mesh (``--init_with``), so no NeRF run is needed; with
+  ``--baseline`` the tree before the marching-tets band shows what the band saves.
 
 Each setting builds a Trainer in a temporary workspace, runs 2 warm-up steps past the latent
 warm-up, then times ``--steps`` steps under :class:`dreamfusion.profiling.StepProfile`. Memory: the
@@ -47,8 +50,11 @@ SETTINGS = {
     "sdf": ("stable-dreamfusion sizes (64x64, 64+32 samples, 2^19 table, tiny SD)", []),
     "sdf-dense": ("stable-dreamfusion sizes, normals at every sample (--normal_skip_weight 0)",
                   ["--normal_skip_weight", "0"]),
+    "dmtet": ("DMTet stage (configs/exemplar-demo-dmtet.txt: 48x48, 64-cell grid, exemplar prior, from a sphere)",
+              ["--file", str(ROOT / "configs" / "exemplar-demo.txt"), "--file",
+               str(ROOT / "configs" / "exemplar-demo-dmtet.txt")]),
 }
-STEPS = {"tests": 10, "demo": 20, "sdf": 3, "sdf-dense": 2}
+STEPS = {"tests": 10, "demo": 20, "sdf": 3, "sdf-dense": 2, "dmtet": 10}
 BASELINES = {"sdf": "sdf-dense"}  # setting -> the setting its speed-up is measured against
 
 
@@ -88,6 +94,13 @@ def measure(name: str, steps: int, device_name: str, threads: int) -> dict:
     if name == "demo":
         first = 300  # albedo steps with the exemplar prior throughout
         args += extra
+    elif name == "dmtet":
+        import trimesh
+
+        first = 30  # shaded steps throughout (no albedo warm-up in the DMTet stage)
+        sphere = root / "sphere.obj"
+        trimesh.creation.icosphere(subdivisions=4, radius=0.5).export(sphere)
+        args += [*extra, "--init_with", str(sphere)]
     else:
         first = 30  # past the latent warm-up (20 % of 100): lambertian / textureless steps
         args += ["--hf_key", str(save_tiny_stable_diffusion(root / "tiny-sd")), "--iters", "100", *extra]

@@ -138,12 +138,18 @@ def build_optimizer(name: str, param_groups: list[dict]) -> torch.optim.Optimize
 
 
 def build_lr_scheduler(backbone: str, optimizer: torch.optim.Optimizer, iters: int):
-    """Per-iteration LR schedule: ``vanilla`` decays as ``0.1^min(it/iters, 1)``; others constant."""
-    if backbone == "vanilla":
-        total = max(iters, 1)
-        return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda it: 0.1 ** min(it / total, 1.0))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 1.0)
+    """Per-iteration LR schedule, per parameter group: the rate decays geometrically to
+    ``final_lr_factor`` × its start over ``iters`` (``lr · f^min(it/iters, 1)``). A group's own
+    ``final_lr_factor`` key wins; otherwise ``vanilla`` decays to 0.1 (stable-dreamfusion) and the
+    other backbones stay constant."""
+    total = max(iters, 1)
+    default = 0.1 if backbone == "vanilla" else 1.0
+
+    def schedule(factor: float):
+        return lambda it: factor ** min(it / total, 1.0)
+
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, [schedule(float(g.get("final_lr_factor", default))) for g in optimizer.param_groups])
 
 
 class ExponentialMovingAverage:

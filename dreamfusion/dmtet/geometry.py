@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dreamfusion.dmtet.marching_tets import marching_tets
+from dreamfusion.dmtet.marching_tets import MarchingTets
 from dreamfusion.dmtet.tet_grid import kuhn_cells, tet_grid
 from dreamfusion.errors import UserError
 
@@ -36,15 +36,22 @@ class TetGeometry(nn.Module):
         self.register_buffer("tet_scale", torch.ones(3))
         self.sdf = nn.Parameter(torch.zeros(len(vertices)))
         self.deform = nn.Parameter(torch.zeros(len(vertices), 3))
+        self._extract: MarchingTets | None = None  # the training surface's band (a cache, per device)
 
-    def vertices(self) -> Tensor:
-        """Float[V, 3] deformed grid vertices."""
-        return self.grid * self.tet_scale + torch.tanh(self.deform) / self.tet_grid_size
+    def vertices(self, index: Tensor | None = None) -> Tensor:
+        """Float[V, 3] deformed grid vertices (Float[k, 3]: those of Long[k] ``index``)."""
+        if index is None:
+            return self.grid * self.tet_scale + torch.tanh(self.deform) / self.tet_grid_size
+        return self.grid[index] * self.tet_scale + torch.tanh(self.deform[index]) / self.tet_grid_size
 
     def surface(self, cleaned: bool = False) -> tuple[Tensor, Tensor]:
         """Float[K, 3] vertices and Int64[F, 3] outward faces of the zero level set; ``cleaned``:
-        of :meth:`cleaned_sdf` (what is exported)."""
-        return marching_tets(self.vertices(), self.tets, self.cleaned_sdf() if cleaned else self.sdf)
+        of :meth:`cleaned_sdf` (what is exported, extracted with a band of its own)."""
+        if cleaned:
+            return MarchingTets(self.tets, len(self.grid))(self.cleaned_sdf(), self.vertices)
+        if self._extract is None or self._extract.tets is not self.tets:  # new, or moved to another device
+            self._extract = MarchingTets(self.tets, len(self.grid))
+        return self._extract(self.sdf, self.vertices)
 
     @torch.no_grad()
     def cleaned_sdf(self, fill_hidden: bool = True, device: torch.device | str | None = None) -> Tensor:
@@ -170,14 +177,26 @@ def normal_consistency(vertices: Tensor, faces: Tensor, neighbours: Tensor) -> T
     return (1.0 - cos).abs().mean()
 
 
-def laplacian_loss(vertices: Tensor, faces: Tensor) -> Tensor:
-    """Uniform, unnormalised Laplacian: mean over vertices of ‖deg_i v_i − Σ_{j∈N(i)} v_j‖."""
+def laplacian_loss(vertices: Tensor, faces: Tensor, neighbours: Tensor | None = None) -> Tensor:
+    """Uniform, unnormalised Laplacian: mean over vertices of ‖deg_i v_i − Σ_{j∈N(i)} v_j‖.
+
+    Args:
+        neighbours: Long[F, 3] from :func:`dreamfusion.renderers.antialias.edge_neighbours`, on an
+            edge-manifold mesh (marching tetrahedra's): each edge is then taken once, from its
+            lower-index face, without sorting the edges again.
+    """
     if len(faces) == 0:
         return vertices.new_zeros(())
-    edges = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    n = len(vertices)
-    keys = torch.unique(edges.amin(1) * n + edges.amax(1))  # 1-D keys: much faster than unique(dim=0)
-    a, b = keys // n, keys % n
+    start, end = faces[:, [1, 2, 0]], faces[:, [2, 0, 1]]  # edge e opposite corner e, as edge_neighbours
+    if neighbours is not None:
+        face = torch.arange(len(faces), device=faces.device)[:, None]
+        once = (neighbours < 0) | (neighbours > face)
+        a, b = start[once], end[once]
+    else:
+        n = len(vertices)
+        # 1-D keys: much faster than unique(dim=0); minimum/maximum: amin over a dim of 2 is slow on CPU
+        keys = torch.unique(torch.minimum(start, end).reshape(-1) * n + torch.maximum(start, end).reshape(-1))
+        a, b = keys // n, keys % n
     degree = torch.bincount(torch.cat([a, b]), minlength=len(vertices)).to(vertices.dtype)
     summed = torch.zeros_like(vertices).index_add(0, a, vertices[b]).index_add(0, b, vertices[a])
     return (degree[:, None] * vertices - summed).norm(dim=1).mean()

@@ -48,6 +48,8 @@ class DMTetScene:
         geometry: the tet grid's SDF and deformations.
         lock_geo: optimise the texture only (``--lock_geo``).
         lr_scale: learning rate of sdf and deform relative to the base rate (``--dmtet_lr_scale``).
+        lr_decay: their rate's fraction left at the end of the stage (``--dmtet_lr_decay``; the
+            scheduler decays it geometrically).
         points_per_chunk: colour queries per call when rendering without gradients.
     """
 
@@ -55,10 +57,11 @@ class DMTetScene:
     uses_occupancy_grid = False
 
     def __init__(self, field, geometry: TetGeometry, *, lock_geo: bool = False, lr_scale: float = 1.0,
-                 points_per_chunk: int = 1 << 18):
+                 lr_decay: float = 1.0, points_per_chunk: int = 1 << 18):
         self.model = DMTetModel(field, geometry)
         self.lock_geo = lock_geo
         self.lr_scale = lr_scale
+        self.lr_decay = lr_decay
         self.points_per_chunk = points_per_chunk
         geometry.sdf.requires_grad_(not lock_geo)
         geometry.deform.requires_grad_(not lock_geo)
@@ -106,10 +109,13 @@ class DMTetScene:
         return None
 
     def param_groups(self, lr: float) -> list[dict]:
-        """The field's groups (hash grid at 10x), plus sdf and deform at ``lr_scale × lr`` unless locked."""
+        """The field's groups (hash grid at 10x), plus sdf and deform at ``lr_scale × lr`` unless
+        locked, decaying to ``lr_decay`` × that by the end (``final_lr_factor``: see
+        :func:`dreamfusion.optimizers.build_lr_scheduler`)."""
         groups = self.field.get_params(lr)
         if not self.lock_geo:
-            groups.append({"params": [self.geometry.sdf, self.geometry.deform], "lr": self.lr_scale * lr})
+            groups.append({"params": [self.geometry.sdf, self.geometry.deform], "lr": self.lr_scale * lr,
+                           "final_lr_factor": self.lr_decay})
         return groups
 
     def set_max_level(self, fraction: float | None) -> None:
@@ -185,7 +191,7 @@ class DMTetScene:
         out["depth"] = torch.where(mask, depth, torch.zeros_like(depth)).reshape(batch, -1)
         if training and not self.lock_geo:
             out["loss_mesh_normal"] = normal_consistency(vertices, faces, neighbours)
-            out["loss_mesh_laplacian"] = laplacian_loss(vertices, faces)
+            out["loss_mesh_laplacian"] = laplacian_loss(vertices, faces, neighbours)
         return out
 
     def _albedo(self, points: Tensor, training: bool) -> Tensor:

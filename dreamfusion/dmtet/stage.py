@@ -27,7 +27,7 @@ def build_dmtet_scene(config) -> DMTetScene:
 
     nerf = build_scene(dataclasses.replace(config, dmtet=False))
     return DMTetScene(nerf.field, TetGeometry(config.tet_grid_size), lock_geo=config.lock_geo,
-                      lr_scale=config.dmtet_lr_scale)
+                      lr_scale=config.dmtet_lr_scale, lr_decay=config.dmtet_lr_decay)
 
 
 def checkpoint_stage(state: dict | None) -> str:

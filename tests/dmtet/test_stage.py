@@ -25,12 +25,20 @@ def test_mesh_regularisers_closed_forms():
     v = torch.tensor([[1.0, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=torch.float64)
     f = torch.tensor([[0, 1, 2], [0, 3, 1], [0, 2, 3], [1, 3, 2]])
     assert float(laplacian_loss(v, f)) == pytest.approx(4 * math.sqrt(3))
+    assert float(laplacian_loss(v, f, edge_neighbours(f))) == pytest.approx(4 * math.sqrt(3))
     assert float(normal_consistency(v, f, edge_neighbours(f))) == pytest.approx(4 / 3)
     # A flat, finely split square has no normal change.
     flat = trimesh.creation.box(extents=(1, 1, 1e-9)).subdivide()
     top = torch.as_tensor(flat.faces[flat.face_normals[:, 2] > 0.5])
     verts = torch.as_tensor(flat.vertices)
     assert float(normal_consistency(verts, top, edge_neighbours(top))) == pytest.approx(0.0, abs=1e-9)
+    # An open, irregular mesh: edges taken once from the neighbours (boundary edges included) give
+    # the sorted-edge result exactly.
+    sphere = trimesh.creation.icosphere(subdivisions=2)
+    keep = sphere.vertices[sphere.faces].mean(1)[:, 2] < 0.4
+    sv = torch.as_tensor(sphere.vertices) * torch.tensor([1.0, 0.7, 1.3], dtype=torch.float64)
+    sf = torch.as_tensor(sphere.faces[keep])
+    assert float(laplacian_loss(sv, sf, edge_neighbours(sf))) == pytest.approx(float(laplacian_loss(sv, sf)), rel=1e-12)
 
 
 def test_vertex_normals_of_a_sphere_point_outwards():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dreamfusion.dmtet import kuhn_cells, kuhn_grid, marching_tets, tet_grid
+from dreamfusion.dmtet import MarchingTets, kuhn_cells, kuhn_grid, marching_tets, tet_grid
 
 
 def signed_volumes(vertices, tets):
@@ -90,3 +90,35 @@ def test_gradients_with_respect_to_sdf_and_vertices_match_finite_differences():
         return (points * weights[: len(points)]).sum()
 
     assert torch.autograd.gradcheck(surface, (sdf0.clone().requires_grad_(), vertices.clone().requires_grad_()))
+
+
+def test_the_band_extracts_the_whole_grids_surface_as_the_surface_moves():
+    """MarchingTets keeps a band of tets around the surface between calls: as a sphere grows by a
+    little (band reused), by a lot (rebuilt), splits and vanishes, every call returns exactly the
+    full pass's vertices and faces, and gradients reach the same SDF entries."""
+    vertices, tets = grid(12)
+    extract = MarchingTets(tets, len(vertices))
+    g = torch.Generator().manual_seed(1)
+    centre = torch.tensor([0.1, -0.05, 0.0], dtype=torch.float64)
+    radii = [0.5, 0.51, 0.53, 0.5, 0.8, 0.79, 0.3]
+    for step, r in enumerate(radii + [None, 0.4]):
+        if r is None:  # two spheres: the band must follow a new piece far from the old surface
+            sdf = torch.maximum(0.3 - (vertices - 0.5).norm(dim=-1), 0.25 - (vertices + 0.5).norm(dim=-1))
+        else:
+            sdf = r - (vertices - centre).norm(dim=-1) + 0.01 * torch.rand(len(vertices), generator=g,
+                                                                              dtype=torch.float64)
+        sdf = sdf.clone().requires_grad_()
+        got_p, got_f = extract(sdf, vertices.__getitem__)
+        want_p, want_f = marching_tets(vertices, tets, sdf.detach())
+        assert torch.equal(got_f, want_f) and torch.equal(got_p.detach(), want_p), step
+        got_p.sum().backward()
+        moved = sdf.grad != 0
+        crossing = torch.zeros(len(vertices), dtype=torch.bool)
+        inside = sdf.detach() > 0
+        pairs = tets[:, [[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]]].reshape(-1, 2)
+        changing = pairs[inside[pairs[:, 0]] != inside[pairs[:, 1]]]
+        crossing[changing.reshape(-1)] = True
+        assert torch.equal(moved, crossing)  # the ends of sign-changing edges, no other entry
+    assert 1 < extract.rebuilds < len(radii) + 2  # small moves reuse the band
+    empty_p, empty_f = extract(torch.full((len(vertices),), -1.0, dtype=torch.float64), vertices.__getitem__)
+    assert empty_p.shape == (0, 3) and empty_f.shape == (0, 3)

@@ -116,6 +116,22 @@ def test_lr_schedules():
     assert opt2.param_groups[0]["lr"] == 0.5
 
 
+def test_lr_schedule_per_group_final_factor():
+    """A group's ``final_lr_factor`` (the DMTet geometry's --dmtet_lr_decay) decays that group alone,
+    geometrically, and stays there after --iters; the others keep the backbone's schedule."""
+    a, b = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([{"params": [a], "lr": 2.0}, {"params": [b], "lr": 4.0, "final_lr_factor": 0.25}], lr=1.0)
+    sched = build_lr_scheduler("grid", opt, iters=8)
+    seen = []
+    for _ in range(10):
+        seen.append((opt.param_groups[0]["lr"], opt.param_groups[1]["lr"]))
+        opt.step()
+        sched.step()
+    assert all(lr_a == 2.0 for lr_a, _ in seen)
+    assert seen[4][1] == pytest.approx(4.0 * 0.25 ** 0.5) and seen[8][1] == pytest.approx(1.0)
+    assert seen[9][1] == pytest.approx(1.0)
+
+
 def test_ema_with_num_updates_warmup():
     p = torch.nn.Parameter(torch.tensor([0.0]))
     ema = ExponentialMovingAverage([p], decay=0.95)
