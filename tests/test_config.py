@@ -132,6 +132,8 @@ def test_dmtet_overrides():
     ({"textureless_ratio": 1.5}, "textureless_ratio"),
     ({"normal_skip_weight": -0.1}, "normal_skip_weight"),
     ({"normal_skip_weight": 1.0}, "normal_skip_weight"),
+    ({"dmtet_lr_decay": 0.0}, "dmtet_lr_decay"),
+    ({"dmtet_lr_decay": 1.5}, "dmtet_lr_decay"),
 ])
 def test_bad_values_are_clear_errors(changes, message):
     with pytest.raises(UserError, match=message):

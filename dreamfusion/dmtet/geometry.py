@@ -68,6 +68,10 @@ class TetGeometry(nn.Module):
         return (self.grid * self.tet_scale).reshape(n, n, n, 3)
 
 
+# |sdf| bound of the initial SDF, in units of its median at the surface (crossing_scale).
+SDF_BOUND = 8.0
+
+
 def _query(fn: Callable[[Tensor], Tensor], points: Tensor, chunk: int = 1 << 18) -> Tensor:
     return torch.cat([fn(points[i:i + chunk]) for i in range(0, len(points), chunk)])
 
@@ -76,8 +80,13 @@ def _query(fn: Callable[[Tensor], Tensor], points: Tensor, chunk: int = 1 << 18)
 def init_from_density(geometry: TetGeometry, density_fn: Callable[[Tensor], Tensor], level: float, *,
                       fill_hidden: bool = True, device: torch.device | str | None = None) -> dict:
     """stable-dreamfusion's init: query the density at the grid vertices, ``tet_scale`` = the largest
-    |coordinate| of a vertex above ``level``, per axis, + 0.1; then ``sdf = clamp(σ − level, −1, 1)``
-    at the scaled vertices. Then the mesh export's clean-up on that lattice, so the stage starts from
+    |coordinate| of a vertex above ``level``, per axis, + 0.1; then the SDF at the scaled vertices
+    is ``σ − level`` clamped, but first divided by its median next to the surface
+    (:func:`crossing_scale`) and clamped to ±``SDF_BOUND`` rather than stable-dreamfusion's ±1: a
+    trained density changes by several times the ±1 range from one vertex to the next, so that clamp
+    saturates both ends of most sign-changing edges and puts the surface at their midpoints; scaled,
+    the crossings are the density's, and |sdf| near the surface is about 1, as the clamp left it (so
+    ``--dmtet_lr_scale`` keeps its meaning). Then the mesh export's clean-up on that lattice, so the stage starts from
     the solid the NeRF's mesh is made of: space no view can see into (``fill_hidden``, the export's
     ``--mesh_surface visible``), enclosed voids and hairline gaps become inside, floaters outside.
 
@@ -91,12 +100,31 @@ def init_from_density(geometry: TetGeometry, density_fn: Callable[[Tensor], Tens
     geometry.tet_scale.copy_(grid[valid].abs().amax(0) + 0.1)
     sigma = _query(density_fn, geometry.lattice().reshape(-1, 3))
     n = geometry.cells + 1
-    sdf, changed = clean_sdf((sigma - level).clamp(-1.0, 1.0).reshape(n, n, n), 0.0, fill_hidden=fill_hidden,
-                             device=device)
+    offset = (sigma - level).reshape(n, n, n)
+    # Scaled to its typical size at the surface, so the clamp keeps the density's zero crossings.
+    offset = (offset / crossing_scale(offset)).clamp(-SDF_BOUND, SDF_BOUND)
+    sdf, changed = clean_sdf(offset, 0.0, fill_hidden=fill_hidden, device=device)
     sdf = sdf.reshape(-1)
     geometry.sdf.copy_(sdf)
     geometry.deform.zero_()
     return changed
+
+
+
+
+def crossing_scale(values: Tensor) -> Tensor:
+    """The typical |value| next to the zero level of ``values`` (Float[n, n, n], a lattice): the
+    median of |value| over the vertices with an axis neighbour on the other side of 0."""
+    inside = values > 0
+    surface = torch.zeros_like(inside)
+    for axis in range(3):
+        size = inside.shape[axis] - 1
+        change = inside.narrow(axis, 0, size) != inside.narrow(axis, 1, size)
+        surface.narrow(axis, 0, size).logical_or_(change)
+        surface.narrow(axis, 1, size).logical_or_(change)
+    if not bool(surface.any()):
+        return values.new_ones(())
+    return values.abs()[surface].float().median().clamp_min(1e-6).to(values.dtype)
 
 
 @torch.no_grad()
