@@ -366,7 +366,7 @@ def batch_main(argv: list[str]) -> int:
 
 def preprocess_main(argv: list[str]) -> int:
     """``dreamfusion preprocess photo.jpg [more ...] [--size 256] [--border_ratio 0.2] [--no-recenter]
-    [--depth_model ID|PATH|none] [--out_dir DIR]``."""
+    [--no-holes] [--depth_model ID|PATH|none] [--out_dir DIR]``."""
     from .preprocess.depth import DEFAULT_DEPTH_MODEL  # no torch/onnxruntime/transformers until used
 
     parser = _Parser(prog=f"{PROG} preprocess", allow_abbrev=False,
@@ -379,6 +379,10 @@ def preprocess_main(argv: list[str]) -> int:
     parser.add_argument("--recenter", action=argparse.BooleanOptionalAction, default=True,
                         help="crop and centre the object (default); --no-recenter keeps the photo's framing and "
                              "resolution")
+    parser.add_argument("--holes", action=argparse.BooleanOptionalAction, default=True,
+                        help="open enclosed regions of the mask where the background shows through the object "
+                             "(a ring's hole; by colour, see docs/image-to-3d.md) (default); --no-holes keeps "
+                             "the background remover's mask as it is")
     parser.add_argument("--depth_model", default=DEFAULT_DEPTH_MODEL,
                         help="transformers depth model (hub id or local folder) for _depth.png and _normal.png; "
                              f"'none' writes the RGBA only (default {DEFAULT_DEPTH_MODEL})")
@@ -388,7 +392,7 @@ def preprocess_main(argv: list[str]) -> int:
     from .preprocess import preprocess_images
 
     preprocess_images(args.images, size=args.size, border_ratio=args.border_ratio, recenter=args.recenter,
-                      depth_model=args.depth_model, out_dir=args.out_dir)
+                      holes=args.holes, depth_model=args.depth_model, out_dir=args.out_dir)
     return 0
 
 

@@ -104,8 +104,9 @@ class _Stages:
         self.log(f"{self.name}: note: {text}")
 
 
-def _mask(image: LoadedImage, path: Path, stages: _Stages) -> np.ndarray:
-    """The object's alpha ``[H, W]`` uint8; raises `UserError` when there is no object."""
+def _mask(image: LoadedImage, path: Path, stages: _Stages, holes: bool = True) -> np.ndarray:
+    """The object's alpha ``[H, W]`` uint8; raises `UserError` when there is no object. With ``holes``,
+    background seen through the object is cut out of a background remover's mask (`holes.py`)."""
     height, width = image.size
     if image.alpha is not None:
         alpha, how, why = image.alpha, "mask from the image's alpha channel", "its alpha is below 128 almost everywhere"
@@ -117,6 +118,12 @@ def _mask(image: LoadedImage, path: Path, stages: _Stages) -> np.ndarray:
         how, why = "background removed (u2netp)", "u2netp sees nothing salient in it"
         if peak < MIN_SALIENCY:
             raise UserError(f"no object found in {path} ({why}: peak saliency {peak:.3f})")
+        if holes:
+            from .holes import open_see_through_holes
+
+            alpha, opened = open_see_through_holes(image.rgb, alpha)
+            if opened:
+                how += f", {opened} px of background seen through the object opened"
     count = int((alpha > ALPHA_THRESHOLD).sum())
     if count == 0 or count < MIN_OBJECT_FRACTION * height * width:
         raise UserError(f"no object found in {path} ({why}: {count} of {height * width} pixels)")
@@ -125,7 +132,7 @@ def _mask(image: LoadedImage, path: Path, stages: _Stages) -> np.ndarray:
 
 
 def prepare(path: str | os.PathLike, *, size: int = DEFAULT_SIZE, border_ratio: float = DEFAULT_BORDER_RATIO,
-            recenter: bool = True, depth_estimator: Callable[[], object | None] = lambda: None,
+            recenter: bool = True, holes: bool = True, depth_estimator: Callable[[], object | None] = lambda: None,
             out_dir: str | os.PathLike | None = None, log: Log = print) -> PreprocessResult:
     """Every stage but writing. ``depth_estimator()`` returns a `DepthEstimator` or None (no depth);
     it is called only once the image is known to hold an object."""
@@ -139,7 +146,7 @@ def prepare(path: str | os.PathLike, *, size: int = DEFAULT_SIZE, border_ratio: 
     stages.done("read", f"read {width}x{height}")
     for note in image.notes:
         stages.note(note)
-    alpha = _mask(image, path, stages)
+    alpha = _mask(image, path, stages, holes)
     mask = alpha > ALPHA_THRESHOLD
 
     layers: dict[str, np.ndarray] = {"rgba": np.dstack([image.rgb, alpha])}
@@ -257,7 +264,7 @@ def _check_targets(paths: list[Path], out_dir: Path | None) -> None:
 
 
 def preprocess_images(paths: list[str | os.PathLike], *, size: int = DEFAULT_SIZE,
-                      border_ratio: float = DEFAULT_BORDER_RATIO, recenter: bool = True,
+                      border_ratio: float = DEFAULT_BORDER_RATIO, recenter: bool = True, holes: bool = True,
                       depth_model: str | None = DEFAULT_DEPTH_MODEL, out_dir: str | os.PathLike | None = None,
                       log: Log = print) -> list[PreprocessResult]:
     """Preprocess photos and write their outputs (all of them, or nothing when one is refused).
@@ -267,6 +274,8 @@ def preprocess_images(paths: list[str | os.PathLike], *, size: int = DEFAULT_SIZ
         size: output side when recentring (32 .. 4096).
         border_ratio: share of ``size`` left around the object's longer side, in [0, 1).
         recenter: crop and centre the object (False: the photo's own framing and resolution).
+        holes: cut background seen through the object out of the background remover's mask
+            (`holes.open_see_through_holes`); an alpha channel in the image is used as it is.
         depth_model: hub id or folder of a ``transformers`` depth model, or None / "none" for no depth.
             A hub id that is not available offline is skipped with one line (RGBA only).
         out_dir: where to write; default next to each photo.
@@ -298,15 +307,15 @@ def preprocess_images(paths: list[str | os.PathLike], *, size: int = DEFAULT_SIZ
                 estimator.append(None)
         return estimator[0]
 
-    results = [prepare(p, size=size, border_ratio=border_ratio, recenter=recenter, depth_estimator=depth_estimator,
-                       out_dir=out_dir, log=log) for p in paths]
+    results = [prepare(p, size=size, border_ratio=border_ratio, recenter=recenter, holes=holes,
+                       depth_estimator=depth_estimator, out_dir=out_dir, log=log) for p in paths]
     write_results(results, log)
     return results
 
 
 def preprocess_image(path: str | os.PathLike, size: int = DEFAULT_SIZE, border_ratio: float = DEFAULT_BORDER_RATIO,
-                     recenter: bool = True, depth_model: str | None = DEFAULT_DEPTH_MODEL,
+                     recenter: bool = True, holes: bool = True, depth_model: str | None = DEFAULT_DEPTH_MODEL,
                      out_dir: str | os.PathLike | None = None, log: Log = print) -> PreprocessResult:
     """One photo; see `preprocess_images`."""
-    return preprocess_images([path], size=size, border_ratio=border_ratio, recenter=recenter, depth_model=depth_model,
-                             out_dir=out_dir, log=log)[0]
+    return preprocess_images([path], size=size, border_ratio=border_ratio, recenter=recenter, holes=holes,
+                             depth_model=depth_model, out_dir=out_dir, log=log)[0]
