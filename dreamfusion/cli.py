@@ -381,7 +381,7 @@ def preprocess_main(argv: list[str]) -> int:
                              "resolution")
     parser.add_argument("--holes", action=argparse.BooleanOptionalAction, default=True,
                         help="open enclosed regions of the mask where the background shows through the object "
-                             "(a ring's hole; by colour, see docs/image-to-3d.md) (default); --no-holes keeps "
+                             "(a ring's hole; by colour, see docs/preprocess.md) (default); --no-holes keeps "
                              "the background remover's mask as it is")
     parser.add_argument("--depth_model", default=DEFAULT_DEPTH_MODEL,
                         help="transformers depth model (hub id or local folder) for _depth.png and _normal.png; "

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .recenter import ALPHA_THRESHOLD
+
 BINS = 16  # colour bins per channel
 SEED_RATIO = 2.0
 GROW_RATIO = 0.2
@@ -54,11 +56,9 @@ def _outside(fg: np.ndarray) -> np.ndarray:
     return np.isin(labels, border[border > 0])
 
 
-def _enclosed(labels: np.ndarray, outside: np.ndarray) -> np.ndarray:
-    """The component ids of ``labels`` (0 = none) that do not touch ``outside`` (within 2 px)."""
-    from scipy import ndimage
-
-    touching = np.unique(labels[ndimage.binary_dilation(outside, iterations=2)])
+def _enclosed(labels: np.ndarray, near_outside: np.ndarray) -> np.ndarray:
+    """The component ids of ``labels`` (0 = none) with no pixel in ``near_outside``."""
+    touching = np.unique(labels[near_outside])
     ids = np.arange(1, int(labels.max()) + 1)
     return ids[~np.isin(ids, touching)]
 
@@ -68,31 +68,30 @@ def open_see_through_holes(rgb: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarr
 
     Args:
         rgb: ``[H, W, 3]`` uint8, the photo.
-        alpha: ``[H, W]`` uint8, the background remover's mask (object: > 127).
+        alpha: ``[H, W]`` uint8, the background remover's mask (object: > ``ALPHA_THRESHOLD``).
     Returns:
         the new alpha ``[H, W]`` uint8 (a copy; unchanged outside the opened holes) and the number of
         pixels opened.
     """
     from scipy import ndimage
 
-    fg = alpha > 127
+    fg = alpha > ALPHA_THRESHOLD
     area = int(fg.sum())
     if area == 0:
         return alpha.copy(), 0
     outside = _outside(fg)
-    if bool(outside.all() | ~outside.any()):
-        return alpha.copy(), 0
     distance = ndimage.distance_transform_edt(~fg)
     ring = (distance > RING_INNER) & (distance <= max(2 * RING_INNER, np.sqrt(area) / 4)) & outside
     if not ring.any():  # the object fills the frame
         return alpha.copy(), 0
+    near_outside = ndimage.binary_dilation(outside, iterations=2)  # enclosed means 2 px away from it
     q = (rgb.astype(np.int64) * BINS) // 256
     codes = (q[..., 0] * BINS + q[..., 1]) * BINS + q[..., 2]
     ratio = ((_histogram(codes, ring) + 1e-4) / (_histogram(codes, fg) + 1e-4))[codes]
 
     seeds = ndimage.binary_opening(fg & (ratio > SEED_RATIO), np.ones((3, 3), bool))
     labels, _ = ndimage.label(seeds)
-    ids = _enclosed(labels, outside)
+    ids = _enclosed(labels, near_outside)
     if len(ids):
         sizes = ndimage.sum(seeds, labels, index=ids)
         ids = ids[sizes >= max(16.0, MIN_HOLE_FRACTION * area)]
@@ -100,7 +99,7 @@ def open_see_through_holes(rgb: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarr
         return alpha.copy(), 0
     holes = np.isin(labels, ids)
     grow, _ = ndimage.label(fg & (ratio > GROW_RATIO))
-    grown = np.isin(grow, np.intersect1d(np.unique(grow[holes]), _enclosed(grow, outside)))
+    grown = np.isin(grow, np.intersect1d(np.unique(grow[holes]), _enclosed(grow, near_outside)))
     holes = ndimage.binary_fill_holes(holes | grown) & fg
     out = alpha.copy()
     out[holes] = 0

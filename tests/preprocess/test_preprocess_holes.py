@@ -3,6 +3,8 @@ textured backgrounds with the filled mask a saliency model gives, things that mu
 the exemplar torus photo through U²-Net-p and the CLI."""
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,9 +87,7 @@ def test_empty_or_full_masks_are_returned_unchanged():
 def test_torus_photo_through_the_cli(tmp_path, capfd):
     """The exemplar torus from the image benchmark's first camera on a checker: U²-Net-p fills its hole
     (mask IoU 0.948 with --no-holes, measured); opened, 0.992."""
-    import sys
-
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2] / "benchmarks"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     from image_to_3d import CAMERAS, mask_iou
 
     from dreamfusion.cli import main
