@@ -51,7 +51,7 @@ from dreamfusion.exemplar.prior import ExemplarPrior, noise_from_x0
 from dreamfusion.exemplar.render import render_cameras
 from dreamfusion.exemplar.views import ExemplarViewConfig
 
-IDENTIFY_VIEWS = 96
+IDENTIFY_VIEWS = 384
 """Views per object in the identification set (a coarse search; the match is refined by rendering)."""
 RECENTRE_BORDER = 0.2
 """Border of the box-recentred images compared during identification (stable-dreamfusion's default)."""
@@ -61,6 +61,9 @@ REFINE_LEVELS = ((64, (12.0, 6.0), (10.0, 10.0)), (96, (6.0, 1.5), (8.0, 4.0)))
 REFINE_CANDIDATES = 5
 REFINE_SEPARATION = 25.0
 """The refinement starts from the best coarse matches at least this many degrees apart."""
+SAME_VIEW = 0.5
+"""Two coarse views are one hypothesis when their images differ by less than this fraction of the
+chosen one's error against the reference (mean squared, recentred)."""
 MATCH_SIGMA = 0.1
 """Per-pixel noise level of the identification likelihood (images in [0, 1])."""
 POSE_COLUMNS = 11
@@ -276,12 +279,17 @@ def _identify(identify: ExemplarPrior, rgba: Tensor, ref_radius: float, ref_fovy
     best = names[int(torch.argmax(posterior))]
 
     # Refine on a grid of renders around the best few coarse matches (a silhouette seen from above
-    # can resemble one from below: keep distinct candidates, not neighbours of the first).
+    # can resemble one from below: keep distinct candidates, not neighbours of the first). A view
+    # whose image is the same as a chosen seed's (a symmetric object's ring of azimuths, an object
+    # seen from behind) is the same hypothesis: it would spend a candidate on a basin already chosen.
     cams = identify.cameras
     directions = spherical_to_position(cams.polar.double(), cams.azimuth.double(), torch.ones(len(cams)).double())
+    views = recentre(_premultiplied(identify, best), size)
     seeds: list[int] = []
     for i in torch.argsort(view_errors[best]).tolist():
-        if all(float(directions[i] @ directions[j]) < math.cos(math.radians(REFINE_SEPARATION)) for j in seeds):
+        near = any(float(directions[i] @ directions[j]) >= math.cos(math.radians(REFINE_SEPARATION)) for j in seeds)
+        same = any(float((views[i] - views[j]).square().mean()) < SAME_VIEW * float(view_errors[best][j]) for j in seeds)
+        if not (near or same):
             seeds.append(i)
         if len(seeds) == REFINE_CANDIDATES:
             break

@@ -15,8 +15,9 @@ from dreamfusion.exemplar.photos import PhotoCamera, PhotoTruth, placement_from_
 from dreamfusion.preprocess.background import model_path
 
 ROOT = Path(__file__).resolve().parents[2]
-REDUCED = ["--iters", "160", "--w", "24", "--h", "24", "--exemplar_views", "24", "--dataset_size_valid", "1",
-           "--dataset_size_test", "4", "--W", "32", "--H", "32", "--test_interval", "1000", "--eval_interval", "1000"]
+REDUCED = ["--iters", "160", "--w", "24", "--h", "24", "--exemplar_resolution", "32", "--exemplar_views", "24",
+           "--dataset_size_valid", "1", "--dataset_size_test", "4", "--W", "32", "--H", "32", "--test_interval", "1000",
+           "--eval_interval", "1000"]
 
 
 @pytest.mark.slow
