@@ -108,8 +108,9 @@ def search_prior(tmp_path_factory):
 def test_identify_finds_the_best_camera_not_a_near_miss(search_prior, name, polar, azimuth):
     """The snowman's match is sharp in azimuth (its nose): its coarse views near the truth can score
     worse than the broad basin of views from behind. The torus is the same all round: one ring of
-    azimuths must not take every candidate. Either way the camera read must match the reference at
-    least as well as the true camera does, and lie near it (the torus: any azimuth, from above)."""
+    azimuths must not take every candidate. Either way the camera read must match the reference
+    within 25 % of the true camera's error (the former search was 1.4-3.8x off here), and lie near
+    it (the torus: any azimuth, from above)."""
     ref = reference(name, polar, azimuth)
     pose = identify_reference(search_prior, ref, ref_radius=3.2, ref_fovy=FOVY)
 
