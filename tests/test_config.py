@@ -94,6 +94,14 @@ def test_image_only_overrides(tmp_path):
     assert len(config.references) == 1 and config.references[0].polar == 90
 
 
+def test_offline_image_preset(tmp_path):
+    config = resolve(Config(image=_rgba(tmp_path), zero123_ckpt="exemplar"))
+    assert config.guidance == ["zero123"] and config.guidance_scale == 1 and config.zero123_grad_scale == "None"
+    assert config.albedo_iter_ratio == 1 and config.lambda_orient == 0 and config.lambda_entropy == 1e-3
+    kept = resolve(Config(image=_rgba(tmp_path), zero123_ckpt="exemplar", dont_override_stuff=True))
+    assert kept.zero123_grad_scale == "angle" and kept.guidance_scale == 100
+
+
 def test_image_and_text_overrides(tmp_path):
     config = resolve(Config(image=_rgba(tmp_path), text="a cat"))
     assert config.guidance == ["SD", "clip"] and config.guidance_scale == 10
