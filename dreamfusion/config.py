@@ -312,9 +312,10 @@ def resolve(config: Config) -> Config:
                 # saturates colours and blurs the shape (docs/image-to-3d.md).
                 c.guidance_scale = 1.0 if offline_image else 5.0
                 if offline_image:
-                    # 'angle' damps views near the reference because Zero123's far-view predictions
-                    # are the unreliable ones; the exemplar posterior is exact at every angle, and
-                    # the damping let a photo that hides the torus's hole make a disc (docs/image-to-3d.md).
+                    # 'angle' damps SDS near the reference (weight angle/180), leaving it to the
+                    # reference losses; but views 40 degrees off still see what the photo hides, the
+                    # exact posterior is right there, and damped they let a photo that hides the
+                    # torus's hole make a disc (docs/image-to-3d.md).
                     c.zero123_grad_scale = "None"
                 c.lambda_3d_normal_smooth = 10.0
         else:
