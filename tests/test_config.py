@@ -71,10 +71,11 @@ def test_exemplar_preset_frames_the_whole_scene_in_every_view():
     assert config.fovy_range == [fovy, fovy] and config.default_fovy == fovy  # training, exemplar and test views
     assert framed_extent(3.2, fovy) == pytest.approx(1.05, abs=1e-3)  # the renderable ball + 5 %
     assert config.exemplar_condition == "camera" and config.guidance_scale == 7.5 and config.bg_radius == -1
+    assert config.albedo_iter_ratio == 0.5  # half the steps shaded (docs/exemplar.md)
     nearer = resolve(Config(text="a hamburger", guidance=["exemplar"]))  # radius 3.0-3.5: framed from 3.0
     assert framed_extent(3.0, nearer.fovy_range[0]) >= 1.05 - 1e-3
     kept = resolve(Config(text="a hamburger", guidance=["exemplar"], dont_override_stuff=True))
-    assert kept.fovy_range == [10.0, 30.0] and kept.default_fovy == 20.0
+    assert kept.fovy_range == [10.0, 30.0] and kept.default_fovy == 20.0 and kept.albedo_iter_ratio == 0
 
 
 def _rgba(tmp_path, name="cat_rgba.png"):
