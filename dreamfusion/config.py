@@ -262,7 +262,7 @@ def resolve(config: Config) -> Config:
         c.guidance = ["IF" if g == "SD" else g for g in c.guidance]
         c.latent_iter_ratio = 0.0
     if "exemplar" in c.guidance:
-        # The exemplar prior compares albedo images of the object at one field of view (in 'view'
+        # The exemplar prior compares images of the object at one field of view (in 'view'
         # mode it sees images, not cameras, so a varying fovy would change the apparent size), wide
         # enough that every training, exemplar and test view holds the whole renderable ball
         # (radius --bound, 5 % margin): nothing can grow where no view looks. Its exact denoiser
@@ -294,7 +294,7 @@ def resolve(config: Config) -> Config:
     if c.image is not None or c.image_config is not None:
         c.references = _load_references(c)
         if offline_image:
-            # The exemplar image prior, like the text one, compares albedo images over a flat
+            # The exemplar image prior compares albedo images (its exemplars are unlit) over a flat
             # background colour at one field of view that frames the whole renderable ball.
             c.albedo_iter_ratio, c.bg_radius, c.latent_iter_ratio = 1.0, -1.0, 0.0
             if not keep:
