@@ -4,9 +4,12 @@ Example::
 
     sigma = trunc_exp(raw)              # exp, but with a gradient that cannot overflow
     sigma = biased_softplus(raw, 0.0)   # the 'softplus' density activation
+    raw = inverse_density_activation("exp")(sigma)
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -40,3 +43,20 @@ def trunc_exp(x: Tensor) -> Tensor:
 def biased_softplus(x: Tensor, bias: float = 0.0) -> Tensor:
     """``softplus(x - bias)``: the 'softplus' density activation (stable-dreamfusion uses bias 0)."""
     return F.softplus(x - bias)
+
+
+# Densities at or below this read as it when inverted (0 has no preimage).
+_SMALLEST_DENSITY = 1e-30
+
+
+def inverse_density_activation(name: str) -> Callable[[Tensor], Tensor]:
+    """The inverse of the density activation ``name`` ('exp' or 'softplus', bias 0): density
+    Float[N] >= 0 -> the field's raw output (0 and below map to the preimage of 1e-30)."""
+    if name == "exp":
+        return lambda sigma: torch.log(sigma.float().clamp_min(_SMALLEST_DENSITY))
+    if name == "softplus":  # log(exp(y) - 1), written to stay finite for small and large y
+        def inverse_softplus(sigma: Tensor) -> Tensor:
+            y = sigma.float().clamp_min(_SMALLEST_DENSITY)
+            return y + torch.log(-torch.expm1(-y))
+        return inverse_softplus
+    raise ValueError(f"unknown density activation {name!r}")

@@ -180,6 +180,7 @@ class Config:
     lock_geo: bool = opt(False, "DMTet: optimise texture only", "mesh")
     dmtet_reso_scale: float = opt(8.0, "DMTet render size = scale × (h, w)", "mesh")
     dmtet_lr_scale: float = opt(10.0, "DMTet: learning rate of the SDF and the deformations = scale × the base rate (1 is stable-dreamfusion, where the geometry barely moves; see docs/dmtet.md)", "mesh")
+    dmtet_texture_fit: int = opt(200, "DMTet from a NeRF: steps fitting the colour network, on the initial surface, to the colours the NeRF renders there (what its mesh export bakes) rather than the albedo at the level set; 0: the colour network as the NeRF left it (stable-dreamfusion); see docs/dmtet.md", "mesh")
     dmtet_lr_decay: float = opt(0.1, "DMTet: the SDF and deformation learning rate decays geometrically to this fraction of its start by --iters (1: constant, as stable-dreamfusion; see docs/dmtet.md)", "mesh")
 
     # ---- GUI and validation/test render size (spec §2.9)
@@ -422,6 +423,8 @@ def _validate(c: Config) -> None:
         raise UserError("--gui_host is empty; give an address such as 127.0.0.1")
     if not 0 <= c.normal_skip_weight < 1:
         raise UserError(f"--normal_skip_weight must be in [0, 1), got {c.normal_skip_weight}")
+    if c.dmtet_texture_fit < 0:
+        raise UserError(f"--dmtet_texture_fit must be >= 0 (0: no fit), got {c.dmtet_texture_fit}")
     if not 0 < c.dmtet_lr_decay <= 1:
         raise UserError(f"--dmtet_lr_decay must be in (0, 1] (1: constant), got {c.dmtet_lr_decay}")
     if c.upsample_steps < 0:

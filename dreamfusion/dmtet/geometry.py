@@ -78,7 +78,8 @@ def _query(fn: Callable[[Tensor], Tensor], points: Tensor, chunk: int = 1 << 18)
 
 @torch.no_grad()
 def init_from_density(geometry: TetGeometry, density_fn: Callable[[Tensor], Tensor], level: float, *,
-                      fill_hidden: bool = True, device: torch.device | str | None = None) -> dict:
+                      fill_hidden: bool = True, device: torch.device | str | None = None,
+                      transform: Callable[[Tensor], Tensor] | None = None) -> dict:
     """stable-dreamfusion's init: query the density at the grid vertices, ``tet_scale`` = the largest
     |coordinate| of a vertex above ``level``, per axis, + 0.1; then the SDF at the scaled vertices
     is ``σ − level`` clamped, but first divided by its median next to the surface
@@ -90,6 +91,12 @@ def init_from_density(geometry: TetGeometry, density_fn: Callable[[Tensor], Tens
     the solid the NeRF's mesh is made of: space no view can see into (``fill_hidden``, the export's
     ``--mesh_surface visible``), enclosed voids and hairline gaps become inside, floaters outside.
 
+    ``transform`` (increasing; e.g. :func:`dreamfusion.activations.inverse_density_activation` of
+    the field, which gives its raw output back): the SDF is ``transform(σ) − transform(level)``
+    instead, same signs, other crossings. A NeRF's density is the exponential (or softplus) of a
+    smooth network output, so along a tet edge σ is convex and its chord crosses the level before σ
+    does, on the outside; the raw output is close to linear there, and its chord crosses where σ does.
+
     Returns counts of what the clean-up changed (:func:`clean_sdf`)."""
     grid = geometry.grid
     sigma = _query(density_fn, grid)
@@ -100,7 +107,10 @@ def init_from_density(geometry: TetGeometry, density_fn: Callable[[Tensor], Tens
     geometry.tet_scale.copy_(grid[valid].abs().amax(0) + 0.1)
     sigma = _query(density_fn, geometry.lattice().reshape(-1, 3))
     n = geometry.cells + 1
-    offset = (sigma - level).reshape(n, n, n)
+    if transform is None:
+        offset = (sigma - level).reshape(n, n, n)
+    else:
+        offset = (transform(sigma) - transform(torch.tensor([level], device=sigma.device))).reshape(n, n, n)
     # Scaled to its typical size at the surface, so the clamp keeps the density's zero crossings.
     offset = (offset / crossing_scale(offset)).clamp(-SDF_BOUND, SDF_BOUND)
     sdf, changed = clean_sdf(offset, 0.0, fill_hidden=fill_hidden, device=device)

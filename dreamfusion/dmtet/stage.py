@@ -13,6 +13,7 @@ from typing import Callable
 
 import torch
 
+from dreamfusion.activations import inverse_density_activation
 from dreamfusion.dmtet.geometry import TetGeometry, init_from_density, init_from_mesh
 from dreamfusion.dmtet.scene import DMTetScene
 from dreamfusion.errors import UserError
@@ -104,10 +105,33 @@ def _from_nerf(scene: DMTetScene, path: Path, config, device: torch.device, log:
         grid = sample_density_grid(nerf.density_fn, config.mcubes_resolution, config.bound, device=device)
     # The level of the NeRF stage's own mesh, so DMTet starts where that mesh is.
     level = mesh_level(nerf, nerf_config, grid, device, log)
-    with torch.no_grad():
+    with torch.no_grad():  # interpolated in the field's raw output, where the density is close to linear
         changed = init_from_density(scene.geometry, nerf.density_fn, level,
-                                    fill_hidden=config.mesh_surface == "visible", device=device)
+                                    fill_hidden=config.mesh_surface == "visible", device=device,
+                                    transform=inverse_density_activation(config.density_activation))
     scene.field.load_state_dict(nerf.field.state_dict())
     log(f"DMTet SDF from the NeRF's density at level {level:.3g}: {changed['inside']} grid vertices inside "
         f"({changed['hidden']} hidden and {changed['filled']} enclosed made solid, {changed['removed']} of floaters "
         "removed)")
+    if config.dmtet_texture_fit > 0 and config.mesh_surface == "visible":
+        _fit_texture(scene, nerf, config, log)
+
+
+def _fit_texture(scene: DMTetScene, nerf, config, log: Callable[[str], None]) -> None:
+    """The colour network fitted to the colours the NeRF renders on the initial surface
+    (:mod:`dreamfusion.dmtet.texture_fit`; what the NeRF's ``visible`` mesh export bakes), over a
+    shell of one lattice cell."""
+    from dreamfusion.dmtet.texture_fit import fit_surface_colour
+    from dreamfusion.export.texture import seen_colour
+
+    with torch.no_grad():
+        vertices, faces = scene.surface()
+    if len(faces) == 0:
+        return
+    geometry = scene.geometry
+    shell = float(2 * geometry.tet_scale.mean() / geometry.cells)
+    with torch.enable_grad():
+        fit = fit_surface_colour(scene.field, seen_colour(nerf.density_fn, nerf.albedo_fn), vertices, faces,
+                                 steps=config.dmtet_texture_fit, lr=config.lr, shell=shell, seed=config.seed)
+    log(f"DMTet texture fitted to the NeRF's rendered colours on the initial surface: RMSE {fit.rmse_before:.4f} -> "
+        f"{fit.rmse_after:.4f} ({fit.steps} steps, {fit.points} points, shell ±{shell:.3g})")
