@@ -143,6 +143,7 @@ def test_dmtet_overrides():
     ({"normal_skip_weight": 1.0}, "normal_skip_weight"),
     ({"dmtet_lr_decay": 0.0}, "dmtet_lr_decay"),
     ({"dmtet_lr_decay": 1.5}, "dmtet_lr_decay"),
+    ({"dmtet_texture_fit": -1}, "dmtet_texture_fit"),
 ])
 def test_bad_values_are_clear_errors(changes, message):
     with pytest.raises(UserError, match=message):

@@ -37,18 +37,17 @@ class TextureFit:
     rmse_after: float
 
 
-def sample_surface(vertices: Tensor, faces: Tensor, count: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """``count`` points uniformly by area on the mesh (Float[V, 3], Int64[F, 3] outward faces) and
-    their faces' outward unit normals: Float[count, 3] each."""
+def sample_surface(vertices: Tensor, faces: Tensor, count: int, seed: int) -> tuple[Tensor, Tensor]:
+    """``count`` points uniformly by area on the mesh (Float[V, 3], Int64[F, 3] outward faces; the
+    metrics' sampler, :func:`dreamfusion.exemplar.metrics.geometry.sample_surface`) and their
+    faces' outward unit normals: Float[count, 3] each, on the vertices' device."""
+    from dreamfusion.exemplar.metrics.geometry import sample_surface as sample_numpy
+
+    points, face = sample_numpy(vertices.cpu().double().numpy(), faces.cpu().numpy(), count, seed)
     a, b, c = (vertices[faces[:, k]] for k in range(3))
-    cross = torch.linalg.cross(b - a, c - a)
-    area = cross.norm(dim=1)
-    face = torch.multinomial(area, count, replacement=True, generator=generator)
-    u, v = torch.rand(2, count, 1, generator=generator, device=vertices.device, dtype=vertices.dtype)
-    flip = (u + v) > 1  # fold the unit square onto the triangle
-    u, v = torch.where(flip, 1 - u, u), torch.where(flip, 1 - v, v)
-    points = a[face] + u * (b[face] - a[face]) + v * (c[face] - a[face])
-    return points, cross[face] / area[face, None].clamp_min(1e-20)
+    normals = torch.nn.functional.normalize(torch.linalg.cross(b - a, c - a), dim=1)
+    face = torch.from_numpy(face).to(vertices.device)
+    return torch.from_numpy(points).to(vertices), normals[face]
 
 
 def fit_surface_colour(field, target_fn: SurfaceColorFn, vertices: Tensor, faces: Tensor, *, steps: int, lr: float,
@@ -62,8 +61,8 @@ def fit_surface_colour(field, target_fn: SurfaceColorFn, vertices: Tensor, faces
     generator = torch.Generator(device=device).manual_seed(seed)
     vertices, faces = vertices.detach().float(), faces.detach()
     with torch.no_grad():
-        train_p, train_n = sample_surface(vertices, faces, points, generator)
-        held_p, held_n = sample_surface(vertices, faces, min(points, 1 << 13), generator)
+        train_p, train_n = sample_surface(vertices, faces, points, seed)
+        held_p, held_n = sample_surface(vertices, faces, min(points, 1 << 13), seed + 1)
         targets = torch.cat([target_fn(train_p[i:i + points_per_chunk], train_n[i:i + points_per_chunk]).float()
                              for i in range(0, points, points_per_chunk)]).clamp(0, 1)
         held_targets = target_fn(held_p, held_n).float().clamp(0, 1)
