@@ -5,6 +5,7 @@ Example::
     sigma = trunc_exp(raw)              # exp, but with a gradient that cannot overflow
     sigma = biased_softplus(raw, 0.0)   # the 'softplus' density activation
     raw = inverse_density_activation("exp")(sigma)
+    sigma = density_activation("exp")(raw)
 """
 
 from __future__ import annotations
@@ -47,6 +48,15 @@ def biased_softplus(x: Tensor, bias: float = 0.0) -> Tensor:
 
 # Densities at or below this read as it when inverted (0 has no preimage).
 _SMALLEST_DENSITY = 1e-30
+
+
+def density_activation(name: str) -> Callable[[Tensor], Tensor]:
+    """The density activation ``name`` ('exp': :func:`trunc_exp`; 'softplus': :func:`biased_softplus`, bias 0)."""
+    if name == "exp":
+        return trunc_exp
+    if name == "softplus":
+        return biased_softplus
+    raise ValueError(f"unknown density activation {name!r}")
 
 
 def inverse_density_activation(name: str) -> Callable[[Tensor], Tensor]:

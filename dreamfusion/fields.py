@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .activations import biased_softplus, trunc_exp
+from .activations import density_activation
 from .encoders import FrequencyEncoder, make_encoder, tcnn_available
 from .errors import UserError
 from .profiling import section
@@ -270,7 +270,7 @@ class NeRFField(nn.Module):
         return c.blob_density * (1 - torch.sqrt(d2) / c.blob_radius)
 
     def _activate(self, raw: Tensor) -> Tensor:
-        return trunc_exp(raw) if self.config.density_activation == "exp" else biased_softplus(raw)
+        return density_activation(self.config.density_activation)(raw)
 
     def common_forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """sigma [N] and albedo [N, 3] at points x [N, 3] in [-bound, bound]."""

@@ -103,9 +103,10 @@ def _from_nerf(scene: DMTetScene, path: Path, config, device: torch.device, log:
             nerf.update_occupancy_grid()
     with torch.no_grad():
         grid = sample_density_grid(nerf.density_fn, config.mcubes_resolution, config.bound, device=device)
-    # The level of the NeRF stage's own mesh, so DMTet starts where that mesh is.
-    level = mesh_level(nerf, nerf_config, grid, device, log)
-    with torch.no_grad():  # interpolated in the field's raw output, where the density is close to linear
+    # The SDF is interpolated in the field's raw output, where the density is close to linear, at
+    # the level whose silhouettes, so interpolated, match the NeRF's renders (as its mesh's do).
+    level = mesh_level(nerf, nerf_config, grid, device, log, raw_output=True)
+    with torch.no_grad():
         changed = init_from_density(scene.geometry, nerf.density_fn, level,
                                     fill_hidden=config.mesh_surface == "visible", device=device,
                                     transform=inverse_density_activation(config.density_activation))

@@ -228,13 +228,18 @@ def _export_dmtet_surface(trainer: Trainer, out_dir: Path):
     return result, f"DMTet surface of {len(faces)} faces on the {scene.geometry.cells}^3-cell tet grid"
 
 
-def mesh_level(scene, c, grid, device: torch.device, log) -> float:
+def mesh_level(scene, c, grid, device: torch.device, log, raw_output: bool = False) -> float:
     """The density level of the mesh. ``--mesh_surface density``: ``--density_thresh`` (min'd with
     the occupancy grid's mean density under -O, as stable-dreamfusion does). ``visible``: the level
     at which the mesh's silhouettes match the field's renders from 18 views spread over the
     training cameras (:mod:`dreamfusion.export.iso_level`), with the peaks along the rays read off
     ``grid`` (the density grid that marching cubes meshes: the level is then exact for the mesh
-    itself, and a grid lookup is much cheaper than the field)."""
+    itself, and a grid lookup is much cheaper than the field).
+
+    ``raw_output``: for a surface interpolated in the field's raw output rather than in σ (the
+    DMTet stage's start): the grid is interpolated in the raw output too, so the level matches the
+    silhouettes of that surface. The level is returned as a density either way."""
+    from dreamfusion.activations import density_activation, inverse_density_activation
     from dreamfusion.cameras import make_batch
     from dreamfusion.export import resolve_density_threshold
     from dreamfusion.export.density_grid import grid_density_fn
@@ -258,11 +263,15 @@ def mesh_level(scene, c, grid, device: torch.device, log) -> float:
         alpha = torch.cat([scene.render(rays_o[i:i + 1], rays_d[i:i + 1], shading="albedo", ambient_ratio=1.0,
                                         bg_color=1.0, perturb=False, training=False)["weights_sum"].reshape(-1)
                            for i in range(n)])
+    to_raw = inverse_density_activation(c.density_activation) if raw_output else (lambda v: v)
+    from_raw = density_activation(c.density_activation) if raw_output else (lambda v: v)
+    lookup = grid_density_fn(to_raw(torch.from_numpy(grid)).numpy() if raw_output else grid, c.bound)
     try:
-        level = silhouette_iso_level(grid_density_fn(grid, c.bound), rays_o.reshape(-1, 3).cpu(),
-                                     rays_d.reshape(-1, 3).cpu(), alpha, bound=c.bound, reference=fixed)
+        level = silhouette_iso_level(lookup, rays_o.reshape(-1, 3).cpu(), rays_d.reshape(-1, 3).cpu(), alpha,
+                                     bound=c.bound, reference=float(to_raw(torch.tensor([float(fixed)]))))
     except ValueError:
         raise UserError("mesh export: no render of the field is opaque anywhere: nothing to mesh (train longer)") from None
-    log(f"mesh level: density {level.threshold:.3g}, silhouette IoU {level.iou:.3f} against the renders "
-                     f"(--density_thresh {fixed:g}: {level.reference_iou:.3f})")
-    return level.threshold
+    threshold = float(from_raw(torch.tensor([level.threshold])))
+    log(f"mesh level{' (interpolated in the raw output)' if raw_output else ''}: density {threshold:.3g}, "
+        f"silhouette IoU {level.iou:.3f} against the renders (--density_thresh {fixed:g}: {level.reference_iou:.3f})")
+    return threshold

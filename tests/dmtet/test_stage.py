@@ -120,6 +120,35 @@ def test_init_in_the_raw_output_removes_the_outward_bias_of_an_exponential_densi
     assert float(offset_linear.min()) > -0.03  # inside only by the chords' sagitta
 
 
+def test_mesh_level_in_the_raw_output_matches_the_silhouettes_of_that_surface():
+    """An exponential sphere density (raw output linear in r, level 10 on r = 0.5) seen by renders
+    whose silhouettes are that sphere's. On a coarse grid the trilinear interpolant of σ bulges
+    between nodes (σ is convex), so the σ-calibrated level sits above 10, where it makes the
+    interpolated surface as small as the renders; interpolated in the raw output the grid is close to
+    exact and the level is 10, returned as a density, not as a raw value (log 10 = 2.3)."""
+    from dreamfusion.cli import parse_config
+    from dreamfusion.export.density_grid import sample_density_grid
+    from dreamfusion.training.entry import mesh_level
+
+    density = lambda x: 10.0 * torch.exp(20.0 * (0.5 - x.norm(dim=-1)))  # noqa: E731
+
+    class SphereRenders:
+        def mean_density(self):
+            return 10.0
+
+        def render(self, rays_o, rays_d, **_):
+            o, d = rays_o.reshape(-1, 3), torch.nn.functional.normalize(rays_d.reshape(-1, 3), dim=-1)
+            miss = (o - (o * d).sum(-1, keepdim=True) * d).norm(dim=-1)  # distance of the ray to the centre
+            return {"weights_sum": (miss < 0.5).float()}
+
+    config = parse_config(["--text", "a sphere", "--mesh_surface", "visible"])
+    grid = sample_density_grid(density, 24, config.bound)
+    linear = mesh_level(SphereRenders(), config, grid, torch.device("cpu"), lambda line: None)
+    raw = mesh_level(SphereRenders(), config, grid, torch.device("cpu"), lambda line: None, raw_output=True)
+    assert abs(raw / 10.0 - 1) < 0.1, raw
+    assert linear > 1.2 * raw, (linear, raw)
+
+
 def test_inverse_density_activations_invert_the_field_activations():
     from dreamfusion.activations import biased_softplus, trunc_exp
 
