@@ -246,9 +246,11 @@ def bench_render(args, device) -> None:
         fast.update_occupancy(0)
         update_s = time.perf_counter() - t0
 
-        def train(r):
+        light = torch.nn.functional.normalize(torch.tensor([0.3, 0.5, 0.8], device=device), dim=0)
+
+        def train(r, shading="albedo"):
             def run():
-                out = r(rays_o, rays_d, perturb=True)
+                out = r(rays_o, rays_d, perturb=True, light_d=light, shading=shading, ambient_ratio=0.1)
                 out["image"].mean().backward()
             return run
 
@@ -261,7 +263,9 @@ def bench_render(args, device) -> None:
         for r in (naive, fast):
             train(r)()
             infer(r)()
-        best = interleaved({("run", "train"): train(naive), ("fast", "train"): train(fast), ("run", "infer"): infer(naive), ("fast", "infer"): infer(fast)}, args.repeats, device)
+        best = interleaved({("run", "train"): train(naive), ("fast", "train"): train(fast),
+                            ("run", "train, lambertian"): train(naive, "lambertian"), ("fast", "train, lambertian"): train(fast, "lambertian"),
+                            ("run", "infer"): infer(naive), ("fast", "infer"): infer(fast)}, args.repeats, device)
         with torch.no_grad():
             from dreamfusion.occupancy_grid import march
 
@@ -269,7 +273,7 @@ def bench_render(args, device) -> None:
                             max_samples=fast.config.num_steps + fast.config.upsample_steps)[0].numel() / rays_o.shape[1]
             coverage = (naive(rays_o, rays_d)["weights_sum"] > 0.5).float().mean().item()
         occ = fast.occupancy.occupied.float().mean().item()
-        for mode in ("train", "infer"):
+        for mode in ("train", "train, lambertian", "infer"):
             a, b = best[("run", mode)][0], best[("fast", mode)][0]
             rows.append([scene, mode, f"{coverage:.0%}", f"{occ:.1%}", f"{marched:.0f}", f"{1 / a:.2f}", f"{1 / b:.2f}", f"{a / b:.1f}x", f"{update_s:.1f}"])
         if distill:

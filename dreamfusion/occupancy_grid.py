@@ -252,20 +252,28 @@ def march_and_composite(
                                                 max_samples=c.num_steps + c.upsample_steps)
     light = light_d.repeat_interleave(N, 0)  # [R, 3]
 
-    def shade(sel: Tensor):
-        ri = ray_index[sel]
-        return field(xyzs[sel], dirs[ri], light[ri], ambient_ratio=ambient_ratio, shading=shading)
+    def density(sel: Tensor):
+        out = field.density(xyzs[sel])
+        return out["sigma"], out["albedo"]
 
-    # Front to back in blocks, dropping rays once opaque: behind a surface nothing is evaluated.
-    # Training keeps the blocks' graphs: the weights are recomposited from the reached samples'
-    # sigma with autograd, which equals compositing every marched sample (the rest weigh 0).
-    keep, (weights, sigma, rgb, normals) = _march_progressively(shade, dt, ray_index, n_rays, c.T_thresh,
-                                                                keep_graph=torch.is_grad_enabled())
-    if rgb is None:  # no sample reached compositing
+    # Front to back in rounds of density and albedo queries, dropping rays once opaque: behind a
+    # surface nothing is evaluated. Training keeps the rounds' graphs: the weights are recomposited
+    # from the reached samples' sigma with autograd, which equals compositing every marched sample
+    # (the rest weigh 0). Normals (6 more density queries per sample for finite differences) are
+    # taken only at the reached samples, after the march.
+    keep, (weights, sigma, albedo) = _march_progressively(density, dt, ray_index, n_rays, c.T_thresh,
+                                                          keep_graph=torch.is_grad_enabled())
+    normals = None
+    if albedo is None:  # no sample reached compositing
         rgb = weights.new_zeros(0, 3)
         normals = None if shading == "albedo" else weights.new_zeros(0, 3)
-    elif torch.is_grad_enabled():
-        weights, _, _ = composite_packed(sigma, dt[keep], ray_index[keep], n_rays, c.T_thresh)
+    else:
+        if torch.is_grad_enabled():
+            weights, _, _ = composite_packed(sigma, dt[keep], ray_index[keep], n_rays, c.T_thresh)
+        rgb = albedo
+        if shading != "albedo":
+            normals = field.normal(xyzs[keep])
+            rgb = field.shade(albedo, normals, light[ray_index[keep]], ambient_ratio, shading)
 
     idx = ray_index[keep]
     zeros = lambda *s: torch.zeros(n_rays, *s, dtype=weights.dtype, device=weights.device)  # noqa: E731
@@ -348,7 +356,7 @@ def _march_rounds(evaluate, dt: Tensor, ray_index: Tensor, n_rays: int, T_thresh
         results.append([w[alive], sigma[alive]] + [None if e is None else e[alive] for e in extras])
     if not kept:
         empty = torch.zeros(0, device=device)
-        return torch.zeros(0, dtype=torch.long, device=device), (empty, empty, None, None)
+        return torch.zeros(0, dtype=torch.long, device=device), (empty, empty, None)
     keep = torch.cat(kept)
     merged = [torch.cat([r[i] for r in results]) if results[0][i] is not None else None for i in range(len(results[0]))]
     order_back = torch.argsort(keep)

@@ -33,10 +33,9 @@ class AnalyticField(nn.Module):
         if shading == "albedo":
             return sigma, albedo, None
         n = self.normal_fn(x)
-        if shading == "normal":
-            return sigma, (n + 1) / 2, n
-        lam = ambient_ratio + (1 - ambient_ratio) * (n * light_d).sum(-1).clamp(min=0)
-        return sigma, albedo * lam.unsqueeze(-1), n
+        return sigma, self.shade(albedo, n, light_d, ambient_ratio, shading), n
+
+    shade = staticmethod(NeRFField.shade)  # the renderer shades with the field's own shading
 
 
 def sphere_field(radius=0.5, sigma=50.0, color=(0.2, 0.6, 0.9)):

@@ -128,9 +128,11 @@ def test_fast_path_agrees_with_run_on_trained_field(trained):
     assert (a["depth"] - b["depth"])[covered].abs().mean() < 0.02
 
 
-def test_two_pass_training_matches_evaluating_every_sample():
-    """Training evaluates only the samples early termination keeps; image and gradients must equal
-    those of evaluating and compositing every marched sample."""
+@pytest.mark.parametrize("shading", ["albedo", "lambertian"])
+def test_two_pass_training_matches_evaluating_every_sample(shading):
+    """Training marches on density alone without autograd, then shades only the samples early
+    termination keeps, in one call; image and gradients must equal those of shading and compositing
+    every marched sample (for 'lambertian' also through the finite-difference normals)."""
     from dreamfusion.fields import FieldConfig, NeRFField
 
     torch.manual_seed(0)
@@ -138,7 +140,9 @@ def test_two_pass_training_matches_evaluating_every_sample():
     renderer = VolumeRenderer(field, RenderConfig(cuda_ray=True, grid_size=32))
     renderer.update_occupancy(0)  # fresh field: the density blob (e^5 at the centre) is occupied
     rays_o, rays_d = orbit_rays([90.0], [0.0], size=8)
-    out = renderer(rays_o, rays_d, bg_color=0.0)
+    light = torch.tensor([0.3, 0.5, 0.8])
+    light = light / light.norm()
+    out = renderer(rays_o, rays_d, light_d=light, shading=shading, ambient_ratio=0.2, bg_color=0.0)
     (out["image"] ** 2).sum().backward()
     fast_grad = field.encoder.embeddings.grad.clone()
     field.zero_grad()
@@ -146,7 +150,7 @@ def test_two_pass_training_matches_evaluating_every_sample():
     # (the renderer caps the samples per ray at run's num_steps + upsample_steps, 96)
     ray_index, t, dt, xyzs, dirs, d_len = march(renderer.occupancy, rays_o[0], rays_d[0], max_steps=1024, min_near=0.01,
                                                 max_samples=96)
-    sigma, rgb, _ = field(xyzs, dirs[ray_index])
+    sigma, rgb, _ = field(xyzs, dirs[ray_index], light, ambient_ratio=0.2, shading=shading)
     weights, _, reached = composite_packed(sigma, dt, ray_index, 64, 1e-4)
     assert not reached.all()  # some samples lie behind the opaque core
     image = torch.zeros(64, 3).index_add(0, ray_index, weights[:, None] * rgb)
