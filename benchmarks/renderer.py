@@ -17,6 +17,7 @@ Usage::
 
     python benchmarks/renderer.py                       # all sections, CPU, 2 threads
     python benchmarks/renderer.py --sections field --repeats 5
+    python benchmarks/renderer.py --sections fast-baseline --baseline 1bc9b31 --repeats 8   # fast path vs an older one
     python benchmarks/renderer.py --device cuda --threads 0
 """
 
@@ -285,6 +286,54 @@ def bench_render(args, device) -> None:
     )
 
 
+def bench_fast_baseline(args, device) -> None:
+    """The fast path's march_and_composite of ``--baseline`` (a git revision; its occupancy_grid.py
+    loaded beside the current one) against the current one: same field (distilled onto the opaque
+    sphere), rays and light, interleaved in this process, training renders (forward + backward)."""
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    from dreamfusion import occupancy_grid as current
+
+    root = Path(__file__).resolve().parents[1]
+    source = subprocess.run(["git", "-C", str(root), "show", f"{args.baseline}:dreamfusion/occupancy_grid.py"],
+                            check=True, capture_output=True, text=True).stdout
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(source)
+    spec = importlib.util.spec_from_file_location("dreamfusion._baseline_occupancy_grid", f.name)  # its relative imports: this package
+    baseline = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(baseline)
+    os.unlink(f.name)
+
+    torch.manual_seed(0)
+    field = NeRFField(FieldConfig(compile_encoder=False)).to(device)
+    distill_sphere(field, args.object_radius, args.distill_steps, device)
+    renderer = VolumeRenderer(field, RenderConfig(cuda_ray=True)).to(device)
+    renderer.update_occupancy(0)
+    rays_o, rays_d = camera_rays(64, device)
+    light = torch.nn.functional.normalize(torch.tensor([[0.3, 0.5, 0.8]], device=device), dim=-1)
+
+    def step(module, shading, seed=None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        out = module.march_and_composite(renderer, rays_o, rays_d, light, ambient_ratio=0.1, shading=shading, perturb=True)
+        out["image"].mean().backward()
+        field.zero_grad(set_to_none=True)
+        return out["image"].detach()
+
+    rows = []
+    for shading in ("albedo", "lambertian"):
+        difference = float((step(baseline, shading, seed=1) - step(current, shading, seed=1)).abs().max())
+        best = interleaved({"baseline": lambda: step(baseline, shading), "current": lambda: step(current, shading)},
+                           args.repeats, device)
+        a, b = best["baseline"][0], best["current"][0]
+        rows.append([shading, f"{a * 1000:.0f}", f"{b * 1000:.0f}", f"{a / b:.2f}x", f"{difference:.1e}"])
+    table(f"Fast path, 64x64 training render of the opaque sphere on {device}: {args.baseline} against this tree "
+          f"(interleaved, best of {args.repeats})",
+          ["shading", f"{args.baseline} ms", "now ms", "speed-up", "max |image difference|"], rows)
+
+
 def bench_fit(args, device) -> None:
     from analytic_scenes import fit_field
 
@@ -307,7 +356,8 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2, help="torch threads on CPU (0: leave as is)")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--sections", default="field,render,fit")
+    p.add_argument("--sections", default="field,render,fit", help="any of field, render, fit, fast-baseline")
+    p.add_argument("--baseline", default="1bc9b31", help="fast-baseline section: the git revision whose fast path is compared")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
     p.add_argument("--render-compile", action="store_true", help="use the compiled encoder in the render section")
     p.add_argument("--object-radius", type=float, default=0.3, help="render section: radius of the opaque sphere")
@@ -322,7 +372,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, load average at start {load0:.2f} on {os.cpu_count()} CPUs")
-    sections = {"field": bench_field, "render": bench_render, "fit": bench_fit}
+    sections = {"field": bench_field, "render": bench_render, "fit": bench_fit, "fast-baseline": bench_fast_baseline}
     for name in args.sections.split(","):
         sections[name](args, device)
     load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

@@ -263,15 +263,18 @@ def mesh_level(scene, c, grid, device: torch.device, log, raw_output: bool = Fal
         alpha = torch.cat([scene.render(rays_o[i:i + 1], rays_d[i:i + 1], shading="albedo", ambient_ratio=1.0,
                                         bg_color=1.0, perturb=False, training=False)["weights_sum"].reshape(-1)
                            for i in range(n)])
-    to_raw = inverse_density_activation(c.density_activation) if raw_output else (lambda v: v)
-    from_raw = density_activation(c.density_activation) if raw_output else (lambda v: v)
-    lookup = grid_density_fn(to_raw(torch.from_numpy(grid)).numpy() if raw_output else grid, c.bound)
+    reference = fixed
+    if raw_output:  # the ray peaks (and so the level) in raw-output units
+        to_raw = inverse_density_activation(c.density_activation)
+        grid, reference = to_raw(torch.from_numpy(grid)).numpy(), float(to_raw(torch.tensor([float(fixed)])))
     try:
-        level = silhouette_iso_level(lookup, rays_o.reshape(-1, 3).cpu(), rays_d.reshape(-1, 3).cpu(), alpha,
-                                     bound=c.bound, reference=float(to_raw(torch.tensor([float(fixed)]))))
+        level = silhouette_iso_level(grid_density_fn(grid, c.bound), rays_o.reshape(-1, 3).cpu(),
+                                     rays_d.reshape(-1, 3).cpu(), alpha, bound=c.bound, reference=reference)
     except ValueError:
         raise UserError("mesh export: no render of the field is opaque anywhere: nothing to mesh (train longer)") from None
-    threshold = float(from_raw(torch.tensor([level.threshold])))
+    threshold = level.threshold
+    if raw_output:
+        threshold = float(density_activation(c.density_activation)(torch.tensor([threshold])))
     log(f"mesh level{' (interpolated in the raw output)' if raw_output else ''}: density {threshold:.3g}, "
         f"silhouette IoU {level.iou:.3f} against the renders (--density_thresh {fixed:g}: {level.reference_iou:.3f})")
     return threshold
