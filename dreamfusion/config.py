@@ -175,7 +175,7 @@ class Config:
     mesh_surface: str = opt("visible", "which solid --save_mesh meshes: 'visible' (density above the level at which the mesh has the silhouettes of the renders, plus the space no view sees into: pockets, tunnels, narrow pits; texture as rendered along the normal) or 'density' (stable-dreamfusion: density above --density_thresh); both close hairline gaps, fill enclosed voids and drop floaters", "mesh", choices=("visible", "density"))
     decimate_target: int = opt(50000, "target face count", "mesh")
     dmtet: bool = opt(False, "DMTet mesh fine-tuning stage", "mesh")
-    tet_grid_size: int = opt(128, "DMTet tetrahedral grid size, stable-dreamfusion's names: N means a Kuhn grid of N/2 cells per side, 6 tets per cell (128: 65^3 = 274,625 vertices, 1.57M tets, about stable-dreamfusion's 128 grid)", "mesh", choices=(32, 64, 128, 256))
+    tet_grid_size: int = opt(128, "DMTet tetrahedral grid size, stable-dreamfusion's names: N means a Kuhn grid of N/2 cells per side, 6 tets per cell (128: 65^3 = 274,625 vertices, 1.57M tets, about stable-dreamfusion's 128 grid); from a NeRF, as many cubic cells over the object's box", "mesh", choices=(32, 64, 128, 256))
     init_with: str = opt("", "DMTet initialisation: the NeRF stage's checkpoint (<ws>/checkpoints/df.pth, or the workspace folder) or a mesh file (.obj/.glb/.ply/.stl)", "mesh")
     lock_geo: bool = opt(False, "DMTet: optimise texture only", "mesh")
     dmtet_reso_scale: float = opt(8.0, "DMTet render size = scale × (h, w)", "mesh")

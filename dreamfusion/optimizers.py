@@ -208,8 +208,8 @@ class ExponentialMovingAverage:
 
     def load_state_dict(self, state: dict) -> None:
         shadow = state["shadow"]
-        if len(shadow) != len(self.shadow) or any(
-                a.shape != b.shape for a, b in zip(shadow, self.shadow)):
+        if len(shadow) != len(self._params) or any(
+                a.shape != b.shape for a, b in zip(shadow, self._params)):
             raise ValueError("EMA state does not match the model's parameters")
         self.decay = state["decay"]
         self.num_updates = state["num_updates"]

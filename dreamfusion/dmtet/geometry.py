@@ -16,27 +16,66 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dreamfusion.dmtet.marching_tets import MarchingTets
-from dreamfusion.dmtet.tet_grid import kuhn_cells, tet_grid
+from dreamfusion.dmtet.tet_grid import Cells, cells_per_axis, cubic_cells, kuhn_cells, tet_grid
 from dreamfusion.errors import UserError
 
 
 class TetGeometry(nn.Module):
     """``sdf`` [V] (positive inside) and ``deform`` [V, 3] on a Kuhn grid spanning
     ``[-1, 1]^3 * tet_scale``. A vertex sits at ``grid * tet_scale + tanh(deform) / tet_grid_size``
-    (stable-dreamfusion's bound: a quarter of a cell). The state dict holds ``sdf``, ``deform`` and
-    ``tet_scale``; the grid itself is regenerated (or read from the cache) from ``tet_grid_size``."""
+    (stable-dreamfusion's bound: a quarter of a cell). The grid starts as a cube of ``cells`` cells
+    per side; initialisation from a NeRF re-grids it to ``cells_per_axis`` cubic cells fitting the
+    object's box (:meth:`set_cells`). The state dict holds ``sdf``, ``deform``, ``tet_scale`` and
+    ``cells_per_axis``; the grid itself is regenerated (or read from the cache) from those."""
 
     def __init__(self, tet_grid_size: int, cache: str | None = None):
         super().__init__()
-        vertices, tets = tet_grid(tet_grid_size, cache)
         self.tet_grid_size = tet_grid_size
         self.cells = kuhn_cells(tet_grid_size)
+        self._cache = cache
+        vertices, tets = tet_grid(cells=self.cells, cache=cache)
         self.register_buffer("grid", torch.from_numpy(vertices), persistent=False)
         self.register_buffer("tets", torch.from_numpy(tets), persistent=False)
         self.register_buffer("tet_scale", torch.ones(3))
+        self.register_buffer("cells_per_axis", torch.full((3,), self.cells, dtype=torch.long))
         self.sdf = nn.Parameter(torch.zeros(len(vertices)))
         self.deform = nn.Parameter(torch.zeros(len(vertices), 3))
         self._extract: MarchingTets | None = None  # the training surface's band (a cache, per device)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Cells along x, y, z."""
+        return tuple(int(c) for c in self.cells_per_axis.tolist())  # type: ignore[return-value]
+
+    @property
+    def cell_size(self) -> float:
+        """Mean side of a lattice cell, in world units."""
+        return float((2.0 * self.tet_scale.cpu() / self.cells_per_axis.cpu()).mean())
+
+    @torch.no_grad()
+    def set_cells(self, cells: Cells) -> None:
+        """Re-grid to ``cells`` per axis (an int: a cube); ``sdf`` and ``deform`` become zeros of the
+        new size, in the same Parameter objects (an optimiser holding them stays valid before its
+        first step; an EMA of them does not)."""
+        shape = cells_per_axis(cells)
+        if shape == self.shape:
+            return
+        vertices, tets = tet_grid(cells=shape, cache=self._cache)
+        device = self.grid.device
+        self.grid = torch.from_numpy(vertices).to(device)
+        self.tets = torch.from_numpy(tets).to(device)
+        self.cells_per_axis.copy_(torch.tensor(shape))
+        self.sdf.data = self.sdf.new_zeros(len(vertices))
+        self.deform.data = self.deform.new_zeros(len(vertices), 3)
+        self.sdf.grad = self.deform.grad = None
+        self._extract = None
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        key = prefix + "cells_per_axis"
+        if key not in state_dict:  # saved before per-axis cells: the cube grid of tet_grid_size
+            state_dict[key] = torch.full((3,), self.cells, dtype=torch.long)
+        self.set_cells(tuple(int(c) for c in state_dict[key].tolist()))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def vertices(self, index: Tensor | None = None) -> Tensor:
         """Float[V, 3] deformed grid vertices (Float[k, 3]: those of Long[k] ``index``)."""
@@ -58,14 +97,17 @@ class TetGeometry(nn.Module):
         """The SDF after the mesh export's clean-up (:func:`clean_sdf`): what is exported. Training
         can leave what no view sees and SDS cannot remove: bubbles inside the solid (momentum carries
         a vertex across zero after the surface has moved past it), crevices no view looks into."""
-        n = self.cells + 1
-        sdf, _ = clean_sdf(self.sdf.detach().reshape(n, n, n), 0.0, fill_hidden=fill_hidden, device=device)
+        sdf, _ = clean_sdf(self.sdf.detach().reshape(self.nodes), 0.0, fill_hidden=fill_hidden, device=device)
         return sdf.reshape(-1)
 
+    @property
+    def nodes(self) -> tuple[int, int, int]:
+        """Lattice vertices along x, y, z (cells + 1)."""
+        return tuple(c + 1 for c in self.shape)  # type: ignore[return-value]
+
     def lattice(self) -> Tensor:
-        """Float[n, n, n, 3] undeformed vertex positions (n = cells + 1), x slowest."""
-        n = self.cells + 1
-        return (self.grid * self.tet_scale).reshape(n, n, n, 3)
+        """Float[a, b, c, 3] undeformed vertex positions (:attr:`nodes` per axis), x slowest."""
+        return (self.grid * self.tet_scale).reshape(*self.nodes, 3)
 
 
 # |sdf| bound of the initial SDF, in units of its median at the surface (crossing_scale).
@@ -81,7 +123,9 @@ def init_from_density(geometry: TetGeometry, density_fn: Callable[[Tensor], Tens
                       fill_hidden: bool = True, device: torch.device | str | None = None,
                       transform: Callable[[Tensor], Tensor] | None = None) -> dict:
     """stable-dreamfusion's init: query the density at the grid vertices, ``tet_scale`` = the largest
-    |coordinate| of a vertex above ``level``, per axis, + 0.1; then the SDF at the scaled vertices
+    |coordinate| of a vertex above ``level``, per axis, + 0.1 (here that box is re-gridded with
+    cubic cells, :func:`~dreamfusion.dmtet.tet_grid.cubic_cells`, so it is within half a cell of
+    that); then the SDF at the scaled vertices
     is ``σ − level`` clamped, but first divided by its median next to the surface
     (:func:`crossing_scale`) and clamped to ±``SDF_BOUND`` rather than stable-dreamfusion's ±1: a
     trained density changes by several times the ±1 range from one vertex to the next, so that clamp
@@ -104,13 +148,17 @@ def init_from_density(geometry: TetGeometry, density_fn: Callable[[Tensor], Tens
     if not bool(valid.any()):
         raise UserError(f"--init_with: the NeRF's density is nowhere above {level:.3g}; nothing to start DMTet from "
                         "(train the NeRF stage longer)")
-    geometry.tet_scale.copy_(grid[valid].abs().amax(0) + 0.1)
+    # Cubic cells over that box, as many as the cube grid has: a box longer along one axis gets more
+    # cells there instead of longer ones (stable-dreamfusion stretches its grid's cells instead).
+    shape, extent = cubic_cells((grid[valid].abs().amax(0) + 0.1).tolist(), geometry.cells)
+    geometry.set_cells(shape)
+    geometry.tet_scale.copy_(torch.as_tensor(extent, dtype=geometry.tet_scale.dtype))
     sigma = _query(density_fn, geometry.lattice().reshape(-1, 3))
-    n = geometry.cells + 1
+    nodes = geometry.nodes
     if transform is None:
-        offset = (sigma - level).reshape(n, n, n)
+        offset = (sigma - level).reshape(nodes)
     else:
-        offset = (transform(sigma) - transform(torch.tensor([level], device=sigma.device))).reshape(n, n, n)
+        offset = (transform(sigma) - transform(torch.tensor([level], device=sigma.device))).reshape(nodes)
     # Scaled to its typical size at the surface, so the clamp keeps the density's zero crossings.
     offset = (offset / crossing_scale(offset)).clamp(-SDF_BOUND, SDF_BOUND)
     sdf, changed = clean_sdf(offset, 0.0, fill_hidden=fill_hidden, device=device)
@@ -123,7 +171,7 @@ def init_from_density(geometry: TetGeometry, density_fn: Callable[[Tensor], Tens
 
 
 def crossing_scale(values: Tensor) -> Tensor:
-    """The typical |value| next to the zero level of ``values`` (Float[n, n, n], a lattice): the
+    """The typical |value| next to the zero level of ``values`` (Float[a, b, c], a lattice): the
     median of |value| over the vertices with an axis neighbour on the other side of 0."""
     inside = values > 0
     surface = torch.zeros_like(inside)
@@ -141,7 +189,7 @@ def crossing_scale(values: Tensor) -> Tensor:
 def clean_sdf(values: Tensor, level: float, *, fill_hidden: bool = True,
               device: torch.device | str | None = None) -> tuple[Tensor, dict]:
     """The mesh export's clean-up (:mod:`dreamfusion.export.solidify`, ``hidden_space``) on a
-    lattice of SDF values Float[n, n, n] (inside: > ``level``): space no view can see into
+    lattice of SDF values Float[a, b, c] (inside: > ``level``): space no view can see into
     (``fill_hidden``: the export's ``--mesh_surface visible``), enclosed voids and hairline gaps
     become inside, floating pieces outside. Values keep their magnitude (at least 0.01 from
     ``level``) and change side where the clean-up says so: a filled void of empty space is as deep
@@ -177,6 +225,7 @@ def init_from_mesh(geometry: TetGeometry, vertices: np.ndarray, faces: np.ndarra
     vertices = vertices - centre
     vertices = vertices * (0.8 / max(np.abs(vertices).max(), 1e-8))
     scale = float(np.abs(vertices).max()) + 0.1
+    geometry.set_cells(geometry.cells)
     geometry.tet_scale.fill_(scale)
     points = geometry.lattice().reshape(-1, 3).cpu().numpy().astype(np.float64)
     distance = distance_to_mesh(points, vertices, faces)

@@ -61,7 +61,8 @@ def initialise(scene: DMTetScene, config, device: torch.device, log: Callable[[s
     vertices, faces = scene.surface()
     if len(faces) == 0:
         raise UserError(f"--init_with {path}: the initial surface is empty (nothing above the density level)")
-    log(f"DMTet initialised from {path}: grid {scene.geometry.cells}^3 cells ({len(scene.geometry.grid)} vertices, "
+    log(f"DMTet initialised from {path}: grid {'x'.join(map(str, scene.geometry.shape))} cubic cells "
+        f"({len(scene.geometry.grid)} vertices, "
         f"{len(scene.geometry.tets)} tets), tet_scale {[round(v, 3) for v in scene.geometry.tet_scale.tolist()]}, "
         f"surface {len(vertices)} vertices, {len(faces)} faces")
 
@@ -130,7 +131,7 @@ def _fit_texture(scene: DMTetScene, nerf, config, log: Callable[[str], None]) ->
     if len(faces) == 0:
         return
     geometry = scene.geometry
-    shell = float(2 * geometry.tet_scale.mean() / geometry.cells)
+    shell = 2 * geometry.cell_size
     with torch.enable_grad():
         fit = fit_surface_colour(scene.field, seen_colour(nerf.density_fn, nerf.albedo_fn), vertices, faces,
                                  steps=config.dmtet_texture_fit, lr=config.lr, shell=shell, seed=config.seed)

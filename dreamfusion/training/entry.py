@@ -37,6 +37,9 @@ def build_trainer(config, device: torch.device, *, mode: str = "train", progress
             from dreamfusion.dmtet.stage import initialise
 
             initialise(trainer.scene, config, trainer.device, trainer.log.line)
+            # The averages start from the initialised weights (the grid may have been re-gridded),
+            # not from the empty geometry and random field the trainer was built with.
+            trainer.reset_ema()
         if mode == "train":
             from dreamfusion.training.guidance_terms import GuidanceTerms
 
@@ -225,7 +228,7 @@ def _export_dmtet_surface(trainer: Trainer, out_dir: Path):
                                       config=MeshExportConfig(decimate_target=c.decimate_target,
                                                               texture_size=c.texture_size),
                                       device=trainer.device, progress=trainer.progress_bar)
-    return result, f"DMTet surface of {len(faces)} faces on the {scene.geometry.cells}^3-cell tet grid"
+    return result, f"DMTet surface of {len(faces)} faces on the {'x'.join(map(str, scene.geometry.shape))}-cell tet grid"
 
 
 def mesh_level(scene, c, grid, device: torch.device, log, raw_output: bool = False) -> float:

@@ -623,9 +623,13 @@ class Trainer:
             self._set_aside_from = math.ceil(self.global_step / self.iters_per_epoch)
             self.log.line(f"resumed from {resolved.path} at step {self.global_step} (epoch {self.epoch})")
         else:
-            self.ema = ExponentialMovingAverage(self.scene.parameters(), EMA_DECAY)
+            self.reset_ema()
             self._set_aside_from = -1
             self.log.line(f"loaded weights from {resolved.path}; optimiser and step start fresh")
+
+    def reset_ema(self) -> None:
+        """Restart the weights' moving average from the current weights."""
+        self.ema = ExponentialMovingAverage(self.scene.parameters(), EMA_DECAY)
 
     def close(self) -> None:
         self.log.close()

@@ -11,7 +11,7 @@ import pytest
 import torch
 import trimesh
 
-from dreamfusion.cli import main
+from dreamfusion.cli import main, parse_config
 from dreamfusion.exemplar.metrics.geometry import edge_report, weld
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "training"))
@@ -46,7 +46,7 @@ def test_nerf_then_dmtet_then_test_and_export_without_the_flag(tmp_path, tiny_sd
     assert "DMTet initialised from" in log and "mesh_normal=" in log and "mesh_laplacian=" in log
     state = torch.load(ws / "checkpoints" / "df_ep0002.pth", weights_only=True)
     assert state["stage"] == "dmtet" and state["config"]["h"] == 32  # 16 x dmtet_reso_scale 2
-    assert {"geometry.sdf", "geometry.deform", "geometry.tet_scale"} <= set(state["model"])
+    assert {"geometry.sdf", "geometry.deform", "geometry.tet_scale", "geometry.cells_per_axis"} <= set(state["model"])
     # The SDF was trained: it differs from the initial one a fresh init would give.
     assert not torch.equal(state["model"]["geometry.sdf"], torch.load(
         ws / "checkpoints" / "df_ep0001.pth", weights_only=True)["model"]["geometry.sdf"])
@@ -66,6 +66,23 @@ def test_nerf_then_dmtet_then_test_and_export_without_the_flag(tmp_path, tiny_sd
     first = (ws / "mesh" / "mesh.glb").read_bytes()
     assert main(["export", str(ws), "--texture_size", "64", "--device", "cpu"]) == 0
     assert (ws / "mesh" / "mesh.glb").read_bytes() == first  # the same surface and texture, bit for bit
+
+
+def test_the_weights_average_starts_from_the_initialised_stage(tmp_path, tiny_sd_dmtet, nerf_workspace):
+    """df.pth and validation show the EMA of the weights: it must start from the geometry and field
+    the NeRF initialised (on the re-gridded tet grid), not from the empty grid and random field the
+    trainer was built with."""
+    from dreamfusion.training.entry import build_trainer
+
+    config = parse_config(dmtet_args(tmp_path / "ws", tiny_sd_dmtet, nerf_workspace / "checkpoints" / "df.pth"))
+    trainer = build_trainer(config, torch.device("cpu"), progress_bar=False, log_echo=False)
+    try:
+        params = [p for p in trainer.scene.parameters() if p.requires_grad]
+        assert float(trainer.scene.geometry.sdf.detach().abs().max()) > 0.5
+        assert len(trainer.ema.shadow) == len(params)
+        assert all(torch.equal(s, p.detach()) for s, p in zip(trainer.ema.shadow, params))
+    finally:
+        trainer.close()
 
 
 def test_texture_a_mesh_with_lock_geo(tmp_path, tiny_sd_dmtet):

@@ -74,6 +74,38 @@ def test_init_from_density_scales_the_grid_and_finds_the_sphere(tmp_path):
     assert float((r - 0.5).abs().max()) < cell * expected  # the surface lies within a cell of r = 0.5
 
 
+def test_init_from_density_regrids_an_elongated_object_with_cubic_cells_and_it_reloads(tmp_path):
+    """An ellipsoid with half axes (0.8, 0.4, 0.2): stable-dreamfusion's per-axis tet_scale box,
+    divided into cubic cells (about as many as the 24^3 cube grid: more along x, fewer along z);
+    the surface lies within a cell of the ellipsoid; a fresh geometry takes the grid from the state
+    dict, and a state dict saved before per-axis cells loads as the cube grid."""
+    axes = torch.tensor([0.8, 0.4, 0.2])
+    ellipsoid = lambda x: torch.where((x / axes).norm(dim=-1) < 1.0, 50.0, 0.0) + 0 * x[:, 0]  # noqa: E731
+    geometry = TetGeometry(48, cache=tmp_path)
+    init_from_density(geometry, ellipsoid, level=10.0, fill_hidden=False)
+    shape = np.asarray(geometry.shape)
+    side = 2 * geometry.tet_scale.numpy() / shape
+    np.testing.assert_allclose(side, side[0], rtol=1e-5)
+    assert shape[0] > 24 > shape[2] and abs(np.prod(shape) / 24 ** 3 - 1) < 0.05
+    # the box: the largest inside vertex of the 24^3 start grid + 0.1 per axis, to within half a cell
+    assert (np.abs(geometry.tet_scale.numpy() - (axes.numpy() + 0.1)) < side[0] / 2 + 2.0 / 24).all()
+    with torch.no_grad():
+        vertices, faces = geometry.surface()
+    assert len(faces) > 100
+    assert float(((vertices / axes).norm(dim=1) - 1).abs().mul(0.2).max()) < side[0]
+    # along x, 0.6 times the cell of the cube grid stretched over the box (stable-dreamfusion's)
+    assert float(side[0]) < 0.6 * 2 * float(geometry.tet_scale[0]) / 24
+
+    again = TetGeometry(48, cache=tmp_path)
+    again.load_state_dict(geometry.state_dict())
+    assert again.shape == geometry.shape
+    with torch.no_grad():
+        assert torch.equal(again.surface()[1], faces) and torch.equal(again.surface()[0], vertices)
+    old = {k: v for k, v in TetGeometry(48, cache=tmp_path).state_dict().items() if k != "cells_per_axis"}
+    again.load_state_dict(old)
+    assert again.shape == (24, 24, 24) and again.sdf.shape == (25 ** 3,)
+
+
 def test_init_places_the_surface_where_the_density_crosses_the_level(tmp_path):
     """A steep density (level + 400 per unit across the sphere r = 0.5, so stable-dreamfusion's
     clamp(σ − level, −1, 1) saturates at both ends of every crossing edge and puts the surface at

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dreamfusion.dmtet import MarchingTets, kuhn_cells, kuhn_grid, marching_tets, tet_grid
+from dreamfusion.dmtet import MarchingTets, cubic_cells, kuhn_cells, kuhn_grid, marching_tets, tet_grid
 
 
 def signed_volumes(vertices, tets):
@@ -16,18 +16,39 @@ def signed_volumes(vertices, tets):
     return np.einsum("ij,ij->i", np.cross(b - a, c - a), d - a) / 6.0
 
 
-def test_kuhn_grid_fills_the_cube_conformingly_with_positive_tets():
-    cells = 4
+@pytest.mark.parametrize("cells", [4, (5, 3, 2)])
+def test_kuhn_grid_fills_the_cube_conformingly_with_positive_tets(cells):
+    a, b, c = (cells,) * 3 if isinstance(cells, int) else cells
     vertices, tets = kuhn_grid(cells)
-    assert vertices.shape == ((cells + 1) ** 3, 3) and tets.shape == (6 * cells ** 3, 4)
+    assert vertices.shape == ((a + 1) * (b + 1) * (c + 1), 3) and tets.shape == (6 * a * b * c, 4)
+    # x slowest: vertex (i, j, k) at index (i (b+1) + j)(c+1) + k
+    assert np.allclose(vertices[((2 * (b + 1)) + 1) * (c + 1) + 1], [-1 + 2 * 2 / a, -1 + 2 / b, -1 + 2 / c])
     volumes = signed_volumes(vertices.astype(np.float64), tets)
     assert (volumes > 0).all()
     assert volumes.sum() == pytest.approx(8.0)  # [-1, 1]^3
-    assert np.allclose(volumes, 8.0 / (6 * cells ** 3))  # all six Kuhn tets are congruent in volume
+    assert np.allclose(volumes, 8.0 / (6 * a * b * c))  # all six Kuhn tets are congruent in volume
     faces = Counter(tuple(sorted(f)) for t in tets for f in (t[[0, 1, 2]], t[[0, 1, 3]], t[[0, 2, 3]], t[[1, 2, 3]]))
     shared = Counter(faces.values())
     assert set(shared) == {1, 2}  # conforming: an inner face belongs to exactly two tets
-    assert shared[1] == 6 * 2 * cells ** 2  # boundary: two triangles per square of the cube's faces
+    assert shared[1] == 2 * 2 * (a * b + b * c + a * c)  # boundary: two triangles per square of the box's faces
+
+
+def test_cubic_cells_divide_a_box_into_as_many_cubes_as_the_cube_grid():
+    shape, extent = cubic_cells([1.0, 0.5, 0.25], 8)  # volume 1 = 512 cubes of side 1/8
+    assert shape == (16, 8, 4)
+    np.testing.assert_allclose(extent, [1.0, 0.5, 0.25])
+    shape, extent = cubic_cells([0.9, 0.62, 0.55], 64)
+    side = 2 * extent / np.asarray(shape)
+    np.testing.assert_allclose(side, side[0])  # every cell a cube
+    assert abs(np.prod(shape) / 64 ** 3 - 1) < 0.05  # about as many cells as 64^3
+    assert (np.abs(extent - [0.9, 0.62, 0.55]) <= side / 2 + 1e-12).all()  # within half a cell of the box
+    assert cubic_cells([0.7] * 3, 24)[0] == (24, 24, 24)
+
+
+def test_a_box_grid_is_cached_under_its_shape(tmp_path):
+    vertices, tets = tet_grid(cells=(3, 2, 2), cache=tmp_path)
+    assert (tmp_path / "kuhn_3x2x2.npz").is_file() and tets.shape == (6 * 12, 4)
+    assert np.array_equal(tet_grid(cells=(3, 2, 2), cache=tmp_path)[1], tets)
 
 
 def test_tet_grid_size_maps_to_half_as_many_cells_and_is_cached(tmp_path):

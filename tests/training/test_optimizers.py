@@ -158,6 +158,21 @@ def test_ema_with_num_updates_warmup():
     assert ema2.num_updates == 2 and ema2.decay == 0.95 and ema2.shadow[0].item() == pytest.approx(expected)
 
 
+def test_ema_state_must_fit_the_parameters_as_they_are_now():
+    """A resumed DMTet run re-grids its geometry (a parameter changes size) before the average's
+    state is loaded: the saved shadow is checked against the parameters, not the stale shadow."""
+    saved = ExponentialMovingAverage([torch.nn.Parameter(torch.arange(5.0))], decay=0.95).state_dict()
+    p = torch.nn.Parameter(torch.zeros(3))
+    ema = ExponentialMovingAverage([p], decay=0.95)
+    with pytest.raises(ValueError, match="does not match"):
+        ema.load_state_dict(saved)
+    p.data = torch.zeros(5)
+    ema.load_state_dict(saved)
+    assert torch.equal(ema.shadow[0], torch.arange(5.0))
+    ema.update()  # decay 2/11 towards the zeros
+    assert torch.allclose(ema.shadow[0], torch.arange(5.0) * 2 / 11)
+
+
 def test_ema_fixed_decay():
     p = torch.nn.Parameter(torch.tensor([0.0]))
     ema = ExponentialMovingAverage([p], decay=0.9, use_num_updates=False)
