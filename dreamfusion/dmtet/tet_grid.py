@@ -14,7 +14,7 @@ A grid may have a different number of cells along each axis (``cells`` a triple)
 fits its grid to the object's box with cubic cells (:func:`cubic_cells`), as many as the cube grid.
 
     vertices, tets = tet_grid(128)          # Float32[V, 3] in [-1, 1]^3, Int64[T, 4]
-    vertices, tets = tet_grid((70, 52, 48))
+    vertices, tets = tet_grid(cells=(70, 52, 48))
 """
 
 from __future__ import annotations
