@@ -74,7 +74,11 @@ class TetGeometry(nn.Module):
         key = prefix + "cells_per_axis"
         if key not in state_dict:  # saved before per-axis cells: the cube grid of tet_grid_size
             state_dict[key] = torch.full((3,), self.cells, dtype=torch.long)
-        self.set_cells(tuple(int(c) for c in state_dict[key].tolist()))
+        try:
+            self.set_cells(tuple(int(c) for c in state_dict[key].reshape(-1).tolist()))
+        except ValueError as error:  # reported like any other mismatch (load_state_dict raises)
+            args[-1].append(f"{key}: {error}")  # error_msgs
+            return
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def vertices(self, index: Tensor | None = None) -> Tensor:

@@ -104,6 +104,9 @@ def test_init_from_density_regrids_an_elongated_object_with_cubic_cells_and_it_r
     old = {k: v for k, v in TetGeometry(48, cache=tmp_path).state_dict().items() if k != "cells_per_axis"}
     again.load_state_dict(old)
     assert again.shape == (24, 24, 24) and again.sdf.shape == (25 ** 3,)
+    bad = dict(geometry.state_dict(), cells_per_axis=torch.tensor([0, 5, 5]))
+    with pytest.raises(RuntimeError, match="cells_per_axis"):  # the trainer reports it as a checkpoint that does not fit
+        again.load_state_dict(bad)
 
 
 def test_init_places_the_surface_where_the_density_crosses_the_level(tmp_path):
